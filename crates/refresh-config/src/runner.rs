@@ -82,7 +82,8 @@ impl HookOutcome {
 impl fmt::Display for HookOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HookOutcome::Exited(code) => write!(f, "exited with status {code}"),
+            HookOutcome::Exited(0) => f.write_str("succeeded"),
+            HookOutcome::Exited(code) => write!(f, "returned non-zero exit status {code}"),
             HookOutcome::Signalled(sig) => write!(
                 f,
                 "was killed by signal {sig} ({}), status {}",

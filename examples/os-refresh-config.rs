@@ -1,0 +1,167 @@
+//! `os-refresh-config`: run the configuration hook phases of this machine, flag-compatible
+//! with upstream os-refresh-config, plus `--hook-timeout`, `--error-timeout` and `--kill-grace`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use nix::sys::signal::Signal;
+use refresh_config::{
+    refresh, resolve_base_dir, Error, NameFilter, ProcessRunner, RefreshEvent, RefreshOptions,
+    RunLock, SignalPipe, BASE_DIR_VAR, DEFAULT_BASE_DIR, LEGACY_BASE_DIR, PHASES,
+};
+use tracing::{debug, error, info, warn, Level};
+use tripleo_rs::logging;
+
+/// Exit status when another run holds the lock (upstream returns flock's EAGAIN).
+const EXIT_LOCKED: u8 = 11;
+
+/// Runs through all of the phases (pre-configure, configure, post-configure, migration) to
+/// ensure configuration is applied and enabled on this machine; exits non-zero if any phase
+/// has a problem, after running error.d. The base directory is $OS_REFRESH_CONFIG_BASE_DIR,
+/// else /usr/libexec/os-refresh-config.
+#[derive(Debug, Parser)]
+#[command(name = "os-refresh-config", version)]
+struct Args {
+    /// Print the base directory and exit.
+    #[arg(long)]
+    print_base: bool,
+    /// Print the phases (tab separated) and exit.
+    #[arg(long)]
+    print_phases: bool,
+    /// Threshold of the log on stderr.
+    #[arg(long, value_enum, default_value = "INFO")]
+    log_level: LogLevel,
+    /// Lock file that keeps a second run from starting (it exits 11).
+    #[arg(long, default_value = "/var/run/os-refresh-config.lock")]
+    lockfile: PathBuf,
+    /// Seconds the phases may take in all; then the running hook is terminated, error.d runs
+    /// and the exit status is 1. 0 means no limit.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Seconds each hook may take (status 124 when exceeded), in every phase and error.d.
+    #[arg(long, value_name = "SECONDS")]
+    hook_timeout: Option<u64>,
+    /// Seconds error.d may take in all [default: the --timeout value].
+    #[arg(long, value_name = "SECONDS")]
+    error_timeout: Option<u64>,
+    /// Seconds between SIGTERM and SIGKILL when a hook is terminated.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    kill_grace: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevel {
+    #[value(name = "ERROR")]
+    Error,
+    #[value(name = "WARN")]
+    Warn,
+    #[value(name = "CRITICAL")]
+    Critical,
+    #[value(name = "INFO")]
+    Info,
+    #[value(name = "DEBUG")]
+    Debug,
+}
+
+impl From<LogLevel> for Level {
+    fn from(level: LogLevel) -> Level {
+        match level {
+            LogLevel::Error | LogLevel::Critical => Level::ERROR,
+            LogLevel::Warn => Level::WARN,
+            LogLevel::Info => Level::INFO,
+            LogLevel::Debug => Level::DEBUG,
+        }
+    }
+}
+
+fn seconds(value: Option<u64>) -> Option<Duration> {
+    value.filter(|s| *s > 0).map(Duration::from_secs)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let base = resolve_base_dir(std::env::var_os(BASE_DIR_VAR), Path::is_dir);
+    if args.print_base {
+        logging::print_line(base.path.as_os_str().as_encoded_bytes());
+        return ExitCode::SUCCESS;
+    }
+    if args.print_phases {
+        logging::print_line(PHASES.join("\t").as_bytes());
+        return ExitCode::SUCCESS;
+    }
+    logging::init("os-refresh-config", args.log_level.into());
+    if base.deprecated {
+        warn!("Base directory {LEGACY_BASE_DIR} is deprecated. The recommended base directory is {DEFAULT_BASE_DIR}");
+    }
+    match run(&args, base.path) {
+        Ok(code) => ExitCode::from(code),
+        Err(e @ Error::LockContended { .. }) => {
+            error!("{}", capitalize(&e.to_string()));
+            ExitCode::from(EXIT_LOCKED)
+        }
+        Err(e) => {
+            error!("{}", capitalize(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn capitalize(message: &str) -> String {
+    let mut chars = message.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn run(args: &Args, base_dir: PathBuf) -> Result<u8, Error> {
+    let filter = match std::env::var("RUN_PARTS_REGEX") {
+        Ok(pattern) if !pattern.is_empty() => NameFilter::from_pattern(&pattern)?,
+        _ => NameFilter::Default,
+    };
+    let _lock = RunLock::acquire(&args.lockfile)?;
+    let signals = SignalPipe::install(&[Signal::SIGINT, Signal::SIGTERM])?;
+    let mut runner = ProcessRunner::new()
+        .kill_grace(Duration::from_secs(args.kill_grace))
+        .forward_signals(signals);
+    let timeout = seconds(args.timeout);
+    let options = RefreshOptions {
+        filter,
+        timeout,
+        hook_timeout: seconds(args.hook_timeout),
+        error_timeout: seconds(args.error_timeout).or(timeout),
+        ..RefreshOptions::new(base_dir)
+    };
+    let report = refresh(&options, &mut runner, &mut log_event);
+    Ok(report.exit_code() as u8)
+}
+
+fn log_event(event: &RefreshEvent<'_>) {
+    match event {
+        RefreshEvent::Checking { dir } => debug!("Checking {}", dir.display()),
+        RefreshEvent::PhaseMissing { phase } => debug!("No dir for phase {phase}"),
+        RefreshEvent::PhaseStarting { phase, dir } => {
+            info!("Starting phase {phase}");
+            debug!("Running hooks in {}", dir.display());
+        }
+        RefreshEvent::PhaseCompleted { phase } => info!("Completed phase {phase}"),
+        RefreshEvent::PhaseFailed { phase, reason } => error!("during {phase} phase. [{reason}]"),
+        RefreshEvent::TimeoutReached { timeout } => error!(
+            "Timeout reached: {}s. Terminating the running hook's process group",
+            timeout.as_secs()
+        ),
+        RefreshEvent::CallingErrorHandlers { .. } => info!("Calling error handlers."),
+        RefreshEvent::Aborting => error!("Aborting..."),
+        RefreshEvent::Interrupted { signal } => error!(
+            "Interrupted by signal {signal}: stopped the running hook, not calling error handlers"
+        ),
+        RefreshEvent::RunParts(event) => {
+            if tracing::enabled!(Level::INFO) {
+                logging::log_run_parts_event(event);
+            }
+        }
+        _ => {}
+    }
+}

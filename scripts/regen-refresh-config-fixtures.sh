@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Record what upstream os-refresh-config / dib-run-parts do on the cases in
+# tests/fixtures/refresh-config (format: that directory's README.md).
+#
+#   scripts/regen-refresh-config-fixtures.sh [--check] [CASE...]
+#
+# `same` cases get `stdout` and `exit` (the Project must match upstream);
+# `differs` cases get `upstream.stdout` and `upstream.exit` (documentation of
+# the defect; their `stdout`/`exit` are the hand-written Project expectation).
+# --check compares instead of writing and exits 1 on any difference.
+#
+# ORC_VENV=DIR reuses a venv that already holds the pinned peer; otherwise one
+# is created (once) under ${XDG_CACHE_HOME:-~/.cache}/tripleo-rs/.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+fixtures=$repo/tests/fixtures/refresh-config
+reqs=$repo/scripts/peers/os-refresh-config.txt
+
+check=0
+if [ "${1:-}" = --check ]; then check=1; shift; fi
+
+venv=${ORC_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tripleo-rs/orc-venv}
+if [ ! -x "$venv/bin/os-refresh-config" ]; then
+    if [ -n "${ORC_VENV:-}" ]; then
+        echo "ORC_VENV=$ORC_VENV has no bin/os-refresh-config" >&2
+        exit 1
+    fi
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet -r "$reqs"
+fi
+# Expectations are only meaningful for the pinned versions.
+frozen=$("$venv/bin/pip" freeze 2>/dev/null)
+while read -r pin; do
+    case $pin in ''|'#'*) continue ;; esac
+    if ! grep -qixF -- "$pin" <<<"$frozen"; then
+        echo "$venv does not have $pin (see $reqs)" >&2
+        exit 1
+    fi
+done < "$reqs"
+
+base_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/rc-regen.XXXXXX")
+trap 'chmod -R u+rwX "$scratch" 2>/dev/null; rm -rf "$scratch"' EXIT
+
+# Replace the temp root path with the literal $ROOT (byte-exact, keeps the
+# trailing newlines that command substitution would strip).
+unroot() {
+    python3 -c 'import sys; r, s, d = sys.argv[1:]
+data = open(s, "rb").read().replace(r.encode(), b"$ROOT")
+open(d, "wb").write(data)' "$1" "$2" "$3"
+}
+
+failed=0
+run_case() {
+    local dir=$1 name=${1##*/}
+    local root=$scratch/root tmp=$scratch/tmp out=$scratch/out
+    rm -rf "$root" "$tmp" "$out"
+    mkdir "$root" "$tmp" "$out"
+    local -a env=(
+        "PATH=$venv/bin:$base_path" "ROOT=$root"
+        "OS_REFRESH_CONFIG_BASE_DIR=$root/base"
+        "ORC=$venv/bin/os-refresh-config" "RUN_PARTS=$venv/bin/dib-run-parts"
+        "TMPDIR=$tmp"
+    )
+    if [ -f "$dir/setup.sh" ]; then
+        (cd "$root" && env -i "${env[@]}" bash -c 'set -e; source "$1"; source "$2"' setup \
+            "$fixtures/lib.sh" "$dir/setup.sh") || { echo "$name: setup.sh failed" >&2; failed=1; return; }
+    fi
+    if [ -f "$dir/env" ]; then
+        local line
+        while IFS= read -r line || [ -n "$line" ]; do
+            [ -n "$line" ] && env+=("$line")
+        done < "$dir/env"
+    fi
+    local rc=0 t0 t1
+    t0=$(date +%s.%N)
+    (cd "$root" && env -i "${env[@]}" bash -c "$(cat "$dir/cmd")") >"$out/raw.stdout" 2>"$out/raw.stderr" || rc=$?
+    t1=$(date +%s.%N)
+    unroot "$root" "$out/raw.stdout" "$out/stdout"
+    unroot "$root" "$out/raw.stderr" "$out/stderr"
+    echo "$rc" > "$out/exit"
+
+    local kind prefix=""
+    kind=$(head -n1 "$dir/upstream")
+    case $kind in
+        same) ;;
+        differs:*) prefix=upstream. ;;
+        *) echo "$name: bad upstream file: $kind" >&2; failed=1; return ;;
+    esac
+    local f note=""
+    for f in stdout exit; do
+        if [ "$check" = 1 ]; then
+            if ! cmp -s "$out/$f" "$dir/$prefix$f"; then
+                echo "$name: upstream $f differs from $prefix$f" >&2
+                diff "$dir/$prefix$f" "$out/$f" | head -n 10 >&2 || true
+                failed=1
+            fi
+        else
+            cp "$out/$f" "$dir/$prefix$f"
+        fi
+    done
+    # Information only: these describe the Project, upstream may differ.
+    if [ "$kind" != same ] && cmp -s "$dir/stdout" "$out/stdout" && cmp -s "$dir/exit" "$out/exit"; then
+        note+=" [stdout+exit as Project]"
+    fi
+    if [ -f "$dir/stderr-contains" ]; then
+        while IFS= read -r line; do
+            grep -qF -- "$line" "$out/stderr" || note+=" [upstream stderr lacks: $line]"
+        done < "$dir/stderr-contains"
+    fi
+    if [ -f "$dir/stderr-empty" ] && [ -s "$out/stderr" ]; then note+=" [upstream stderr not empty]"; fi
+    printf '%-45s %-8s exit %-3s %5.1fs%s\n' "$name" "${kind%%:*}" "$rc" \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$note"
+    chmod -R u+rwX "$root" 2>/dev/null || true
+}
+
+if [ $# -gt 0 ]; then
+    for c in "$@"; do run_case "$fixtures/${c%/}"; done
+else
+    for d in "$fixtures"/*/; do
+        [ -f "$d/cmd" ] && run_case "${d%/}"
+    done
+fi
+exit "$failed"

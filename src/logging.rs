@@ -1,0 +1,172 @@
+//! Log lines in the upstream formats, through `tracing`.
+//!
+//! Events with target [`RUN_PARTS`] print as `dib-run-parts <date(1) output> message`; all
+//! others as Python's logging does for os-refresh-config:
+//! `[2024-01-31 12:00:00,123] (os-refresh-config) [INFO] message`.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io::Write as _;
+
+use refresh_config::{Event, HookOutcome, SkipReason};
+use tracing::{error, info, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The tracing target of run-parts lines.
+pub const RUN_PARTS: &str = "dib-run-parts";
+
+/// Installs the stderr logger for `program` at `level` and above.
+pub fn init(program: &'static str, level: Level) {
+    // SAFETY: tzset only reads TZ and /etc/localtime into libc's globals; it runs before any
+    // other thread that could call localtime_r exists.
+    unsafe { tzset() };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .event_format(UpstreamFormat { program })
+        .init();
+}
+
+extern "C" {
+    fn tzset();
+}
+
+struct UpstreamFormat {
+    program: &'static str,
+}
+
+impl<S, N> FormatEvent<S, N> for UpstreamFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        if meta.target() == RUN_PARTS {
+            write!(
+                writer,
+                "{RUN_PARTS} {} ",
+                local_time("%a %b %e %H:%M:%S %Z %Y", false)
+            )?;
+        } else {
+            let level = match *meta.level() {
+                Level::ERROR => "ERROR",
+                Level::WARN => "WARNING",
+                Level::INFO => "INFO",
+                Level::DEBUG | Level::TRACE => "DEBUG",
+            };
+            write!(
+                writer,
+                "[{}] ({}) [{level}] ",
+                local_time("%Y-%m-%d %H:%M:%S", true),
+                self.program
+            )?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// The local time through strftime, as date(1) and Python print it; `millis` appends `,mmm`.
+fn local_time(format: &str, millis: bool) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as libc::time_t;
+    let mut buf = [0u8; 128];
+    let Ok(format) = std::ffi::CString::new(format) else {
+        return String::new();
+    };
+    // SAFETY: tm is plain data filled by localtime_r; strftime writes at most buf.len() bytes
+    // and NUL-terminates on success (a zero return leaves an empty string).
+    let text = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&secs, &mut tm);
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm);
+        CStr::from_bytes_until_nul(&buf[..=n])
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    if millis {
+        format!("{text},{:03}", now.subsec_millis())
+    } else {
+        text
+    }
+}
+
+/// Logs one run-parts event the way dib-run-parts does, plus the project's skip and failure
+/// lines and the profiling block.
+pub fn log_run_parts_event(event: &Event<'_>) {
+    match event {
+        Event::Skipped {
+            skipped, filter, ..
+        } => {
+            let name = skipped.name.to_string_lossy();
+            match skipped.reason {
+                SkipReason::NameMismatch => {
+                    info!(target: RUN_PARTS, "Skipping {name}: name does not match {}", filter.pattern())
+                }
+                reason => info!(target: RUN_PARTS, "Skipping {name}: {reason}"),
+            }
+        }
+        Event::SourcingEnvironment { path } => {
+            info!(target: RUN_PARTS, "Sourcing environment file {}", path.display())
+        }
+        Event::HookStarting { path } => info!(target: RUN_PARTS, "Running {}", path.display()),
+        Event::HookFinished { hook } => {
+            let name = hook.name.to_string_lossy();
+            match &hook.outcome {
+                HookOutcome::Exited(0) => info!(target: RUN_PARTS, "{name} completed"),
+                HookOutcome::Exited(code) => {
+                    error!(target: RUN_PARTS, "{name} failed with status {code}")
+                }
+                HookOutcome::TimedOut(limit) => error!(
+                    target: RUN_PARTS,
+                    "{name} timed out after {}s",
+                    limit.after.as_secs_f64().round()
+                ),
+                HookOutcome::NotExecuted { status, reason } => error!(
+                    target: RUN_PARTS,
+                    "{name} failed with status {status}: cannot execute {}: {reason}",
+                    hook.path.display()
+                ),
+                outcome => error!(
+                    target: RUN_PARTS,
+                    "{name} failed with status {} ({outcome})",
+                    outcome.status()
+                ),
+            }
+        }
+        Event::Finished { report } => {
+            if let Some(refresh_config::PhaseFailure::Environment(outcome)) = &report.failure {
+                error!(
+                    target: RUN_PARTS,
+                    "environment files of {} failed with status {}",
+                    report.dir.display(),
+                    outcome.status()
+                );
+            }
+            if !report.hooks.is_empty() || report.succeeded() {
+                for line in refresh_config::profile_lines(report) {
+                    info!(target: RUN_PARTS, "{line}");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Writes `bytes` and a newline to stdout; false if stdout is gone.
+pub fn print_line(bytes: &[u8]) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.write_all(b"\n"))
+        .is_ok()
+}
