@@ -16,7 +16,7 @@ use tracing::{error, Level};
 use tripleo_rs::logging::{self, RUN_PARTS};
 
 const USAGE: &str = "\
-usage: dib-run-parts [--list] DIR
+Usage: dib-run-parts [--list] DIR
 Run the executable files of DIR whose names match RUN_PARTS_REGEX (default ^[0-9A-Za-z_-]+$),
 ordered by numeric prefix, after sourcing DIR/../environment.d; stop at the first failure.
   --list   print the files that would run, one per line, and exit";

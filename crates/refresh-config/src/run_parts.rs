@@ -134,7 +134,7 @@ impl PhaseReport {
         Some(match self.failure.as_ref()? {
             PhaseFailure::Hook => {
                 let hook = self.hooks.last()?;
-                format!("{} {}", hook.path.display(), hook.outcome)
+                format!("{} {}", hook.name.to_string_lossy(), hook.outcome)
             }
             PhaseFailure::Environment(outcome) => {
                 let files = self
