@@ -10,7 +10,7 @@
 # --check compares instead of writing and exits 1 on any difference.
 #
 # ORC_VENV=DIR reuses a venv that already holds the pinned peer; otherwise one
-# is created (once) under ${XDG_CACHE_HOME:-~/.cache}/tripleo-rs/.
+# is created (once) at .venv-peers/os-refresh-config (git-ignored).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,14 +20,12 @@ reqs=$repo/scripts/peers/os-refresh-config.txt
 check=0
 if [ "${1:-}" = --check ]; then check=1; shift; fi
 
-venv=${ORC_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tripleo-rs/orc-venv}
-if [ ! -x "$venv/bin/os-refresh-config" ]; then
-    if [ -n "${ORC_VENV:-}" ]; then
-        echo "ORC_VENV=$ORC_VENV has no bin/os-refresh-config" >&2
-        exit 1
-    fi
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet -r "$reqs"
+if [ -n "${ORC_VENV:-}" ]; then
+    venv=$ORC_VENV
+    [ -x "$venv/bin/os-refresh-config" ] || { echo "ORC_VENV=$venv has no bin/os-refresh-config" >&2; exit 1; }
+else
+    source "$repo/scripts/peers.sh"
+    venv=$(ensure_peer os-refresh-config)
 fi
 # Expectations are only meaningful for the pinned versions.
 frozen=$("$venv/bin/pip" freeze 2>/dev/null)

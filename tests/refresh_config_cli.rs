@@ -8,6 +8,12 @@
 //! and `upstream` (`same`, or `differs: why`). `scripts/regen-refresh-config-fixtures.sh`
 //! regenerates the expectations of the `same` cases from upstream.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the harness reports each case and any skip on the test output"
+)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,6 +71,8 @@ struct Run {
     stderr: String,
     exit: i32,
     elapsed: Duration,
+    /// Entries the run left in its TMPDIR.
+    left_in_tmpdir: usize,
 }
 
 fn read(case: &Path, file: &str) -> Option<String> {
@@ -77,6 +85,11 @@ fn run_case(case: &Path, tools: &Tools) -> Result<(Run, String), String> {
         .tempdir()
         .map_err(|e| format!("temp dir: {e}"))?;
     let root_str = root.path().to_str().expect("utf-8 temp path").to_owned();
+    // Outside $ROOT, so that what a tool leaves in TMPDIR shows (upstream leaks profiledir.*).
+    let scratch = tempfile::Builder::new()
+        .prefix("orc-tmpdir-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
     let base = |cmd: &mut Command| {
         cmd.env_clear()
             .env("PATH", &tools.path)
@@ -84,6 +97,7 @@ fn run_case(case: &Path, tools: &Tools) -> Result<(Run, String), String> {
             .env("OS_REFRESH_CONFIG_BASE_DIR", root.path().join("base"))
             .env("ORC", &tools.orc)
             .env("RUN_PARTS", &tools.run_parts)
+            .env("TMPDIR", scratch.path())
             .current_dir(root.path());
     };
     let setup = format!(
@@ -122,6 +136,9 @@ fn run_case(case: &Path, tools: &Tools) -> Result<(Run, String), String> {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         exit: out.status.code().unwrap_or(-1),
         elapsed: started.elapsed(),
+        left_in_tmpdir: fs::read_dir(scratch.path())
+            .map(|entries| entries.count())
+            .unwrap_or(0),
     };
     Ok((run, root_str))
 }
@@ -169,6 +186,9 @@ fn check_expectations(case: &Path, run: &Run, root: &str) -> Vec<String> {
         if run.elapsed >= Duration::from_secs(max) {
             problems.push(format!("took {:?}, expected under {max}s", run.elapsed));
         }
+    }
+    if run.left_in_tmpdir > 0 {
+        problems.push(format!("left {} entries in TMPDIR", run.left_in_tmpdir));
     }
     if !problems.is_empty() {
         problems.push(format!("stderr was:\n{}", run.stderr));

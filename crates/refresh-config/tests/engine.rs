@@ -23,7 +23,11 @@ fn hook(path: &Path, body: &str) {
 }
 
 fn names(report: &refresh_config::PhaseReport) -> Vec<String> {
-    report.hooks.iter().map(|h| h.name.to_string_lossy().into_owned()).collect()
+    report
+        .hooks
+        .iter()
+        .map(|h| h.name.to_string_lossy().into_owned())
+        .collect()
 }
 
 fn quiet(_: &Event<'_>) {}
@@ -88,7 +92,10 @@ fn failing_environment_runs_no_hook() {
         RecordingRunner::new().with_environment(EnvironmentLoad::Failed(HookOutcome::Exited(1)));
     let report = run_parts(&dir, &RunPartsOptions::default(), &mut runner, &mut quiet).unwrap();
     assert!(runner.hooks.is_empty());
-    assert_eq!(report.failure, Some(PhaseFailure::Environment(HookOutcome::Exited(1))));
+    assert_eq!(
+        report.failure,
+        Some(PhaseFailure::Environment(HookOutcome::Exited(1)))
+    );
 }
 
 #[test]
@@ -97,7 +104,10 @@ fn an_expired_deadline_starts_no_hook() {
     let dir = tmp.path().join("configure.d");
     hook(&dir.join("10-a"), "true");
     let options = RunPartsOptions {
-        deadline: Some(Deadline { at: Instant::now(), limit: Duration::from_secs(2) }),
+        deadline: Some(Deadline {
+            at: Instant::now(),
+            limit: Duration::from_secs(2),
+        }),
         ..RunPartsOptions::default()
     };
     let mut runner = RecordingRunner::new();
@@ -125,14 +135,14 @@ fn refresh_runs_error_handlers_once_and_skips_later_phases() {
         .with_outcome("10-fail", HookOutcome::Exited(3))
         .with_outcome("10-err", HookOutcome::Exited(9));
     let mut events = Vec::new();
-    let report = refresh(&RefreshOptions::new(&base), &mut runner, &mut |e| {
-        match e {
-            RefreshEvent::PhaseStarting { phase, .. } => events.push(format!("start {phase}")),
-            RefreshEvent::PhaseFailed { phase, reason } => events.push(format!("failed {phase}: {reason}")),
-            RefreshEvent::CallingErrorHandlers { .. } => events.push("error handlers".into()),
-            RefreshEvent::Aborting => events.push("abort".into()),
-            _ => {}
+    let report = refresh(&RefreshOptions::new(&base), &mut runner, &mut |e| match e {
+        RefreshEvent::PhaseStarting { phase, .. } => events.push(format!("start {phase}")),
+        RefreshEvent::PhaseFailed { phase, reason } => {
+            events.push(format!("failed {phase}: {reason}"))
         }
+        RefreshEvent::CallingErrorHandlers { .. } => events.push("error handlers".into()),
+        RefreshEvent::Aborting => events.push("abort".into()),
+        _ => {}
     });
     assert_eq!(runner.names(), ["10-pre", "10-fail", "10-err"]);
     assert_eq!(
@@ -154,7 +164,10 @@ fn refresh_success_runs_every_phase_in_order_and_no_error_handler() {
     let base = base_with_phases(tmp.path());
     let mut runner = RecordingRunner::new();
     let report = refresh(&RefreshOptions::new(&base), &mut runner, &mut |_| {});
-    assert_eq!(runner.names(), ["10-pre", "10-fail", "10-post", "10-migrate"]);
+    assert_eq!(
+        runner.names(),
+        ["10-pre", "10-fail", "10-post", "10-migrate"]
+    );
     assert_eq!(report.exit_code(), 0);
     assert!(report.error_handlers.is_none());
 }
@@ -183,14 +196,19 @@ fn refresh_hands_each_hook_the_smaller_of_its_limits() {
     refresh(&options, &mut runner, &mut |_| {});
     for recorded in &runner.hooks {
         let limit = recorded.limit.unwrap();
-        assert_eq!((limit.kind, limit.after), (LimitKind::Hook, Duration::from_secs(5)));
+        assert_eq!(
+            (limit.kind, limit.after),
+            (LimitKind::Hook, Duration::from_secs(5))
+        );
     }
 }
 
 // The real process runner.
 
 fn run_real(dir: &Path, options: &RunPartsOptions) -> refresh_config::PhaseReport {
-    let mut runner = ProcessRunner::new().kill_grace(Duration::from_millis(500)).trace_environment(false);
+    let mut runner = ProcessRunner::new()
+        .kill_grace(Duration::from_millis(500))
+        .trace_environment(false);
     run_parts(dir, options, &mut runner, &mut quiet).unwrap()
 }
 
@@ -214,8 +232,15 @@ fn hook_timeout_terminates_the_whole_process_group() {
     assert_eq!(names(&report), ["10-slow"]);
     assert!(matches!(report.hooks[0].outcome, HookOutcome::TimedOut(_)));
     assert_eq!(report.status(), 124);
-    let child: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert!(!is_running(child), "background child {child} of the timed-out hook survived");
+    let child: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !is_running(child),
+        "background child {child} of the timed-out hook survived"
+    );
 }
 
 /// Whether `pid` still runs: gone, or a zombie waiting for init to reap it, counts as dead.
@@ -240,7 +265,10 @@ fn is_running(pid: i32) -> bool {
 fn a_hook_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("hooks");
-    hook(&dir.join("10-stubborn"), "trap '' TERM\nwhile :; do sleep 0.1; done");
+    hook(
+        &dir.join("10-stubborn"),
+        "trap '' TERM\nwhile :; do sleep 0.1; done",
+    );
     let options = RunPartsOptions {
         hook_timeout: Some(Duration::from_millis(200)),
         ..RunPartsOptions::default()
@@ -294,7 +322,10 @@ fn unexecutable_hooks_fail_with_shell_statuses() {
     let dir = tmp.path().join("hooks");
     write(&dir.join("10-bad"), "#!/nonexistent/interpreter\n", 0o755);
     let report = run_real(&dir, &RunPartsOptions::default());
-    assert!(matches!(report.hooks[0].outcome, HookOutcome::NotExecuted { status: 127, .. }));
+    assert!(matches!(
+        report.hooks[0].outcome,
+        HookOutcome::NotExecuted { status: 127, .. }
+    ));
 }
 
 #[test]
@@ -302,7 +333,11 @@ fn scripts_without_a_shebang_run_in_the_shell_as_upstream() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("hooks");
     let out = tmp.path().join("out");
-    write(&dir.join("10-plain"), &format!("echo ran > {}\n", out.display()), 0o755);
+    write(
+        &dir.join("10-plain"),
+        &format!("echo ran > {}\n", out.display()),
+        0o755,
+    );
     let report = run_real(&dir, &RunPartsOptions::default());
     assert!(report.succeeded(), "{:?}", report.failure_summary());
     assert_eq!(fs::read_to_string(&out).unwrap(), "ran\n");
@@ -325,7 +360,10 @@ struct Wrapping<R> {
 }
 
 impl<R: HookRunner> HookRunner for Wrapping<R> {
-    fn run_hook(&mut self, hook: &refresh_config::HookCommand<'_>) -> refresh_config::Result<HookOutcome> {
+    fn run_hook(
+        &mut self,
+        hook: &refresh_config::HookCommand<'_>,
+    ) -> refresh_config::Result<HookOutcome> {
         self.seen.push(hook.path.to_owned());
         self.inner.run_hook(hook)
     }
@@ -343,7 +381,10 @@ fn runners_compose() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("hooks");
     hook(&dir.join("10-a"), "true");
-    let mut runner = Wrapping { inner: ProcessRunner::new(), seen: Vec::new() };
+    let mut runner = Wrapping {
+        inner: ProcessRunner::new(),
+        seen: Vec::new(),
+    };
     let report = run_parts(&dir, &RunPartsOptions::default(), &mut runner, &mut quiet).unwrap();
     assert!(report.succeeded());
     assert_eq!(runner.seen, [dir.join("10-a")]);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test of the workspace, on a fresh Debian 12 machine with Rust: installs what the tests
+# need (Debian packages, venvs with the pinned upstream reference tools), then format, lint,
+# build and test. .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: bash and coreutils run the hooks; a python3 that can make
+# venvs (Debian's needs python3-venv for ensurepip) runs the upstream peers.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+missing=()
+for package in bash coreutils; do
+    installed "$package" || missing+=("$package")
+done
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
+if ((${#missing[@]})); then
+    echo "test.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+source scripts/peers.sh
+ORC_UPSTREAM_VENV=$(ensure_peer os-refresh-config)
+export ORC_UPSTREAM_VENV
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The CLI tests run the examples' binaries, which `cargo test --test …` would not build.
+cargo build --workspace --examples --quiet
+cargo test --workspace --quiet 2>&1 | tee target/test.log
+# One closing line for the whole run.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/test.log
