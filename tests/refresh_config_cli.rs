@@ -294,3 +294,72 @@ fn differential_against_upstream() {
         }
     });
 }
+
+/// SIGTERM to os-refresh-config reaches the running hook's process group; the run stops
+/// without error handlers, exits 1 and leaves the lock file empty.
+#[test]
+fn sigterm_is_forwarded_and_stops_the_run() {
+    let tools = Tools::ours();
+    let root = tempfile::tempdir().expect("temp dir");
+    let base = root.path().join("base");
+    let marker = root.path().join("hook-got-term");
+    let started = root.path().join("started");
+    let write_hook = |path: PathBuf, body: String| {
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write hook");
+        let mut perms = fs::metadata(&path).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs::set_permissions(&path, perms).expect("chmod");
+    };
+    write_hook(
+        base.join("configure.d/10-wait"),
+        format!(
+            "trap 'touch {}; exit 143' TERM\ntouch {}\nwhile :; do sleep 0.05; done",
+            marker.display(),
+            started.display()
+        ),
+    );
+    write_hook(
+        base.join("post-configure.d/10-never"),
+        format!("touch {}/post-ran", root.path().display()),
+    );
+    write_hook(
+        base.join("error.d/10-err"),
+        format!("touch {}/error-ran", root.path().display()),
+    );
+    let lock = root.path().join("orc.lock");
+    let child = Command::new(&tools.orc)
+        .arg("--lockfile")
+        .arg(&lock)
+        .env("OS_REFRESH_CONFIG_BASE_DIR", &base)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn orc");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "hook never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let content = fs::read_to_string(&lock).expect("lock file");
+    assert!(
+        content.starts_with(&format!("Locked by pid=={} at ", child.id())),
+        "{content:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(marker.exists(), "the hook did not receive SIGTERM");
+    assert!(!root.path().join("post-ran").exists());
+    assert!(
+        !root.path().join("error-ran").exists(),
+        "error.d ran after a signal"
+    );
+    assert!(stderr.contains("Interrupted by signal 15"), "{stderr}");
+    assert_eq!(fs::read_to_string(&lock).expect("lock file"), "");
+}
