@@ -21,7 +21,9 @@ fn listing(n: usize) -> Vec<Entry> {
                 2 => format!("name-{i}"),
                 _ => format!("{i}-dotted.sh"),
             }),
-            kind: EntryKind::File { executable: i % 7 != 0 },
+            kind: EntryKind::File {
+                executable: i % 7 != 0,
+            },
         })
         .collect()
 }
