@@ -95,6 +95,14 @@ fn main() -> ExitCode {
     if base.deprecated {
         warn!("Base directory {LEGACY_BASE_DIR} is deprecated. The recommended base directory is {DEFAULT_BASE_DIR}");
     }
+    if !base.path.is_dir() {
+        // Not an error (upstream exits 0 and agents call orc before hooks are installed), but
+        // a mistyped OS_REFRESH_CONFIG_BASE_DIR should not pass unnoticed.
+        warn!(
+            "Base directory {} does not exist: no phase to run",
+            base.path.display()
+        );
+    }
     match run(&args, base.path) {
         Ok(code) => ExitCode::from(code),
         Err(e @ Error::LockContended { .. }) => {

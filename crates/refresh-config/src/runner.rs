@@ -95,7 +95,7 @@ impl fmt::Display for HookOutcome {
                 write!(f, "was interrupted by signal {sig} ({})", signal_name(*sig))
             }
             HookOutcome::NotExecuted { status, reason } => {
-                write!(f, "could not be executed ({reason}), status {status}")
+                write!(f, "could not be executed: {reason}, status {status}")
             }
         }
     }
@@ -276,7 +276,7 @@ impl HookRunner for ProcessRunner {
         };
         match spawned {
             Ok(child) => self.supervise(child, hook.limit),
-            Err(e) => Ok(not_executed(&e)),
+            Err(e) => Ok(not_executed(hook.path, &e)),
         }
     }
 
@@ -400,19 +400,41 @@ fn hook_command(hook: &HookCommand<'_>, via_shell: Option<&Path>) -> Command {
     command
 }
 
-fn not_executed(error: &io::Error) -> HookOutcome {
+fn not_executed(path: &Path, error: &io::Error) -> HookOutcome {
     let status = if error.kind() == io::ErrorKind::NotFound {
         127
     } else {
         126
     };
-    let reason = io::Error::from_raw_os_error(error.raw_os_error().unwrap_or(0)).to_string();
-    let reason = reason
-        .split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    // ENOENT for a file that exists means its `#!` interpreter is missing: say which.
+    let reason = match interpreter(path) {
+        Some(interpreter) if error.kind() == io::ErrorKind::NotFound && path.exists() => {
+            format!("interpreter {interpreter} not found")
+        }
+        _ => {
+            let message =
+                io::Error::from_raw_os_error(error.raw_os_error().unwrap_or(0)).to_string();
+            message
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_lowercase()
+        }
+    };
     HookOutcome::NotExecuted { status, reason }
+}
+
+/// The interpreter named by a script's `#!` line.
+fn interpreter(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n]
+        .strip_prefix(b"#!")?
+        .split(|b| *b == b'\n')
+        .next()?;
+    let line = String::from_utf8_lossy(line);
+    line.split_whitespace().next().map(str::to_owned)
 }
 
 /// Waits for `child`, the leader of its own process group, while enforcing `limit`, forwarding
