@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use nix::sys::signal::Signal;
 use refresh_config::{
-    refresh, resolve_base_dir, Error, NameFilter, ProcessRunner, RefreshEvent, RefreshOptions,
-    RunLock, SignalPipe, BASE_DIR_VAR, DEFAULT_BASE_DIR, LEGACY_BASE_DIR, PHASES,
+    plan, refresh, resolve_base_dir, Error, NameFilter, ProcessRunner, RefreshEvent,
+    RefreshOptions, RunLock, SignalPipe, BASE_DIR_VAR, DEFAULT_BASE_DIR, LEGACY_BASE_DIR, PHASES,
 };
 use tracing::{debug, error, info, warn, Level};
 use tripleo_rs::logging;
@@ -49,6 +49,17 @@ struct Args {
     /// Seconds between SIGTERM and SIGKILL when a hook is terminated.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     kill_grace: u64,
+    /// Seconds to wait for the lock when another run holds it, before exiting 11 [default: 0,
+    /// do not wait].
+    #[arg(long, value_name = "SECONDS")]
+    lock_wait: Option<u64>,
+    /// Print, for every phase and error.d, the hooks in run order, the skipped entries with
+    /// reasons and the environment files; run nothing and take no lock.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write the run as JSON (per phase and hook: outcome, status, seconds; skips) to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -103,6 +114,15 @@ fn main() -> ExitCode {
             base.path.display()
         );
     }
+    if args.dry_run {
+        return match dry_run(&args, base.path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{}", capitalize(&e.to_string()));
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&args, base.path) {
         Ok(code) => ExitCode::from(code),
         Err(e @ Error::LockContended { .. }) => {
@@ -124,26 +144,76 @@ fn capitalize(message: &str) -> String {
         .unwrap_or_default()
 }
 
-fn run(args: &Args, base_dir: PathBuf) -> Result<u8, Error> {
+fn options(args: &Args, base_dir: PathBuf) -> Result<RefreshOptions, Error> {
     let filter = match std::env::var("RUN_PARTS_REGEX") {
         Ok(pattern) if !pattern.is_empty() => NameFilter::from_pattern(&pattern)?,
         _ => NameFilter::Default,
     };
-    let _lock = RunLock::acquire(&args.lockfile)?;
-    let signals = SignalPipe::install(&[Signal::SIGINT, Signal::SIGTERM])?;
-    let mut runner = ProcessRunner::new()
-        .kill_grace(Duration::from_secs(args.kill_grace))
-        .forward_signals(signals);
     let timeout = seconds(args.timeout);
-    let options = RefreshOptions {
+    Ok(RefreshOptions {
         filter,
         timeout,
         hook_timeout: seconds(args.hook_timeout),
         error_timeout: seconds(args.error_timeout).or(timeout),
         ..RefreshOptions::new(base_dir)
+    })
+}
+
+fn run(args: &Args, base_dir: PathBuf) -> Result<u8, Error> {
+    let options = options(args, base_dir)?;
+    let _lock = match seconds(args.lock_wait) {
+        Some(wait) => RunLock::acquire_waiting(&args.lockfile, wait)?,
+        None => RunLock::acquire(&args.lockfile)?,
     };
+    let signals = SignalPipe::install(&[Signal::SIGINT, Signal::SIGTERM])?;
+    let mut runner = ProcessRunner::new()
+        .kill_grace(Duration::from_secs(args.kill_grace))
+        .forward_signals(signals);
     let report = refresh(&options, &mut runner, &mut log_event);
+    if let Some(path) = &args.report {
+        let json = tripleo_rs::report::refresh_report(&options.base_dir, &report);
+        let text = format!("{json:#}\n");
+        if let Err(e) = tripleo_rs::report::write_atomically(path, text.as_bytes()) {
+            error!("Could not write report {}: {e}", path.display());
+            return Ok(1);
+        }
+    }
     Ok(report.exit_code() as u8)
+}
+
+fn dry_run(args: &Args, base_dir: PathBuf) -> Result<(), Error> {
+    let mut out = String::new();
+    for phase in plan(&options(args, base_dir)?)? {
+        let Some(selection) = phase.selection else {
+            out.push_str(&format!(
+                "{}: {} (missing, skipped)\n",
+                phase.phase,
+                phase.dir.display()
+            ));
+            continue;
+        };
+        let note = if phase.phase == "error" {
+            " (runs only after a failure)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{}: {}{note}\n", phase.phase, phase.dir.display()));
+        for file in &phase.environment_files {
+            out.push_str(&format!("  source {}\n", file.display()));
+        }
+        for hook in &selection.hooks {
+            out.push_str(&format!("  run    {}\n", hook.to_string_lossy()));
+        }
+        for skipped in &selection.skipped {
+            out.push_str(&format!(
+                "  skip   {} ({})\n",
+                skipped.name.to_string_lossy(),
+                skipped.reason
+            ));
+        }
+    }
+    logging::print_line(out.trim_end().as_bytes());
+    Ok(())
 }
 
 fn log_event(event: &RefreshEvent<'_>) {

@@ -6,3 +6,4 @@
 //! here, so this is the one place that decides what the log looks like.
 
 pub mod logging;
+pub mod report;

@@ -4,8 +4,8 @@
 //! ([`select_hooks`]: executable regular files named `^[0-9A-Za-z_-]+$`), orders them
 //! ([`compare_names`]: numeric prefix, then bytes), sources `DIR/../environment.d` once in a
 //! real `bash`, runs each hook directly, and stops at the first failure ([`run_parts`]).
-//! [`refresh`] runs the os-refresh-config phases (`pre-configure`, `configure`,
-//! `post-configure`, `migration`) over that engine, with `error.d` on failure, run-wide,
+//! [`refresh`] runs the os-refresh-config phases (`pre-configure`, `configure`, an optional
+//! `check`, `post-configure`, `migration`) over that engine, with `error.d` on failure, run-wide,
 //! per-hook and error-handler time limits, and [`RunLock`] for one run at a time.
 //!
 //! Selection and ordering are pure functions over a directory listing. Execution goes through
@@ -33,8 +33,8 @@ pub use interrupt::SignalPipe;
 pub use lock::{holder_pid, RunLock};
 pub use order::{compare_names, order_names};
 pub use refresh::{
-    refresh, resolve_base_dir, BaseDir, PhaseRun, RefreshEvent, RefreshOptions, RefreshReport,
-    BASE_DIR_VAR, DEFAULT_BASE_DIR, LEGACY_BASE_DIR, PHASES,
+    plan, refresh, resolve_base_dir, BaseDir, PhasePlan, PhaseRun, RefreshEvent, RefreshOptions,
+    RefreshReport, BASE_DIR_VAR, DEFAULT_BASE_DIR, LEGACY_BASE_DIR, PHASES, RUN_PHASES,
 };
 pub use run_parts::{
     environment_files, hook_path, list_hooks, profile_lines, run_parts, Deadline,

@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -60,6 +60,21 @@ impl RunLock {
         })
     }
 
+    /// Like [`RunLock::acquire`], but while another run holds the lock, retries for up to
+    /// `wait` before giving up with [`Error::LockContended`].
+    pub fn acquire_waiting(path: &Path, wait: Duration) -> Result<Self> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match Self::acquire(path) {
+                Err(Error::LockContended { .. }) if Instant::now() < deadline => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(left.min(Duration::from_millis(100)));
+                }
+                result => return result,
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -104,7 +119,6 @@ fn iso8601_utc(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn formats_utc_times() {
@@ -135,7 +149,13 @@ mod tests {
             }
             other => panic!("expected contention, got {other:?}"),
         }
-        drop(first);
+        let waited = std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| RunLock::acquire_waiting(&path, Duration::from_secs(10)));
+            std::thread::sleep(Duration::from_millis(200));
+            drop(first);
+            waiter.join().unwrap()
+        });
+        drop(waited.unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         drop(RunLock::acquire(&path).unwrap());
     }

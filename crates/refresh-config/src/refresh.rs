@@ -5,13 +5,26 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::run_parts::{
-    run_parts, Deadline, EnvironmentSource, Event, PhaseReport, RunPartsOptions,
+    environment_files, list_hooks, run_parts, Deadline, EnvironmentSource, Event, PhaseReport,
+    RunPartsOptions,
 };
 use crate::runner::HookRunner;
-use crate::select::NameFilter;
+use crate::select::{NameFilter, Selection};
 
-/// The phases in run order. `migration` runs after `post-configure`: migrations are online.
+/// The phases in run order, as upstream lists them (`--print-phases`). `migration` runs after
+/// `post-configure`: migrations are online.
 pub const PHASES: [&str; 4] = ["pre-configure", "configure", "post-configure", "migration"];
+
+/// The phases [`refresh`] runs by default: [`PHASES`] plus `check` between `configure` and
+/// `post-configure`, where hooks can validate the rendered configuration before services are
+/// touched. Like every phase it runs only if its directory exists.
+pub const RUN_PHASES: [&str; 5] = [
+    "pre-configure",
+    "configure",
+    "check",
+    "post-configure",
+    "migration",
+];
 
 /// Where hook phases live unless `OS_REFRESH_CONFIG_BASE_DIR` says otherwise.
 pub const DEFAULT_BASE_DIR: &str = "/usr/libexec/os-refresh-config";
@@ -69,7 +82,7 @@ impl RefreshOptions {
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
         RefreshOptions {
             base_dir: base_dir.into(),
-            phases: PHASES.iter().map(|p| (*p).to_owned()).collect(),
+            phases: RUN_PHASES.iter().map(|p| (*p).to_owned()).collect(),
             filter: NameFilter::Default,
             timeout: None,
             hook_timeout: None,
@@ -225,6 +238,45 @@ pub fn refresh(
         return report;
     }
     report
+}
+
+/// What a refresh would do in one phase, without running anything.
+#[derive(Debug, Clone)]
+pub struct PhasePlan {
+    pub phase: String,
+    pub dir: PathBuf,
+    /// `None` when the phase directory does not exist (the phase is skipped).
+    pub selection: Option<Selection>,
+    pub environment_files: Vec<PathBuf>,
+}
+
+/// The hooks, skips and environment files of every phase and of `error.d` (last, named
+/// `error`), in run order: `--dry-run`.
+pub fn plan(options: &RefreshOptions) -> Result<Vec<PhasePlan>, crate::Error> {
+    let phases = options
+        .phases
+        .iter()
+        .map(|p| (p.clone(), options.phase_dir(p)));
+    let error = std::iter::once(("error".to_owned(), options.base_dir.join("error.d")));
+    phases
+        .chain(error)
+        .map(|(phase, dir)| {
+            let (selection, environment_files) = if dir.exists() {
+                (
+                    Some(list_hooks(&dir, &options.filter)?),
+                    environment_files(&dir, &EnvironmentSource::Sibling)?,
+                )
+            } else {
+                (None, Vec::new())
+            };
+            Ok(PhasePlan {
+                phase,
+                dir,
+                selection,
+                environment_files,
+            })
+        })
+        .collect()
 }
 
 fn run_error_handlers(

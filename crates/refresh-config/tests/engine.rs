@@ -389,3 +389,44 @@ fn runners_compose() {
     assert!(report.succeeded());
     assert_eq!(runner.seen, [dir.join("10-a")]);
 }
+
+#[test]
+fn a_failing_check_phase_stops_before_services_are_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_with_phases(tmp.path());
+    hook(&base.join("check.d/10-validate"), "false");
+    let mut runner = RecordingRunner::new().with_outcome("10-validate", HookOutcome::Exited(1));
+    let report = refresh(&RefreshOptions::new(&base), &mut runner, &mut |_| {});
+    assert_eq!(
+        runner.names(),
+        ["10-pre", "10-fail", "10-validate", "10-err"]
+    );
+    assert_eq!(report.phases.last().unwrap().phase, "check");
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn plan_lists_every_phase_and_error_handlers_without_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_with_phases(tmp.path());
+    write(&base.join("configure.d/README.md"), "", 0o644);
+    write(&base.join("environment.d/10-env"), "", 0o644);
+    let plan = refresh_config::plan(&RefreshOptions::new(&base)).unwrap();
+    let phases: Vec<&str> = plan.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(
+        phases,
+        [
+            "pre-configure",
+            "configure",
+            "check",
+            "post-configure",
+            "migration",
+            "error"
+        ]
+    );
+    let configure = plan[1].selection.as_ref().unwrap();
+    assert_eq!(configure.hooks, ["10-fail"]);
+    assert_eq!(configure.skipped[0].name, "README.md");
+    assert!(plan[2].selection.is_none());
+    assert_eq!(plan[1].environment_files.len(), 1);
+}
