@@ -57,6 +57,10 @@ struct Args {
     /// reasons and the environment files; run nothing and take no lock.
     #[arg(long)]
     dry_run: bool,
+    /// Prefix every line hooks write to stdout or stderr with `<phase>/<name>: `, so that
+    /// interleaved logs (journald) say which hook wrote what.
+    #[arg(long)]
+    prefix_output: bool,
     /// Write the run as JSON (per phase and hook: outcome, status, seconds; skips) to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -168,6 +172,7 @@ fn run(args: &Args, base_dir: PathBuf) -> Result<u8, Error> {
     let signals = SignalPipe::install(&[Signal::SIGINT, Signal::SIGTERM])?;
     let mut runner = ProcessRunner::new()
         .kill_grace(Duration::from_secs(args.kill_grace))
+        .prefix_output(args.prefix_output)
         .forward_signals(signals);
     let report = refresh(&options, &mut runner, &mut log_event);
     if let Some(path) = &args.report {

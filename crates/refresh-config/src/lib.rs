@@ -41,7 +41,7 @@ pub use run_parts::{
     EnvironmentSource, Event, HookRecord, PhaseFailure, PhaseReport, RunPartsOptions,
 };
 pub use runner::{
-    supervise, Environment, EnvironmentLoad, EnvironmentRequest, HookCommand, HookOutcome,
+    supervise, Capture, Environment, EnvironmentLoad, EnvironmentRequest, HookCommand, HookOutcome,
     HookRunner, LimitKind, ProcessRunner, RecordedHook, RecordingRunner, TimeLimit, TIMEOUT_STATUS,
 };
 pub use select::{

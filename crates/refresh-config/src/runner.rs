@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -212,6 +212,7 @@ pub struct ProcessRunner {
     kill_grace: Duration,
     shell: PathBuf,
     trace_environment: bool,
+    label_output: bool,
     interrupts: Option<SignalPipe>,
 }
 
@@ -221,6 +222,7 @@ impl Default for ProcessRunner {
             kill_grace: Duration::from_secs(5),
             shell: PathBuf::from("bash"),
             trace_environment: true,
+            label_output: false,
             interrupts: None,
         }
     }
@@ -249,15 +251,28 @@ impl ProcessRunner {
         self
     }
 
+    /// Relay each line a hook writes to stdout or stderr with a `<phase>/<name>: ` prefix
+    /// (`configure/10-a: …`) instead of letting the hook inherit them, so that interleaved
+    /// logs (journald) say which hook wrote what. Off by default, as upstream.
+    pub fn prefix_output(mut self, prefix: bool) -> Self {
+        self.label_output = prefix;
+        self
+    }
+
     /// Forward signals caught by `pipe` to the running hook's process group, and end the run.
     pub fn forward_signals(mut self, pipe: SignalPipe) -> Self {
         self.interrupts = Some(pipe);
         self
     }
 
-    fn supervise(&self, child: Child, limit: Option<TimeLimit>) -> Result<HookOutcome> {
+    fn supervise(
+        &self,
+        child: Child,
+        limit: Option<TimeLimit>,
+        captures: &mut [Capture<'_>],
+    ) -> Result<HookOutcome> {
         let interrupts = self.interrupts.as_ref().map(|p| p.as_fd());
-        supervise(child, limit, self.kill_grace, interrupts, None)
+        supervise(child, limit, self.kill_grace, interrupts, captures)
     }
 }
 
@@ -267,17 +282,41 @@ impl HookRunner for ProcessRunner {
         if let Some(signal) = self.interrupts.as_ref().and_then(SignalPipe::pending) {
             return Ok(HookOutcome::Interrupted(signal as i32));
         }
-        let spawned = match hook_command(hook, None).spawn() {
-            // A script without `#!`: bash, which ran hooks upstream, runs it as a shell script.
-            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
-                hook_command(hook, Some(&self.shell)).spawn()
+        let spawn = |via_shell: Option<&Path>| {
+            let mut command = hook_command(hook, via_shell);
+            if self.label_output {
+                command.stdout(Stdio::piped()).stderr(Stdio::piped());
             }
+            command.spawn()
+        };
+        let spawned = match spawn(None) {
+            // A script without `#!`: bash, which ran hooks upstream, runs it as a shell script.
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => spawn(Some(&self.shell)),
             spawned => spawned,
         };
-        match spawned {
-            Ok(child) => self.supervise(child, hook.limit),
-            Err(e) => Ok(not_executed(hook.path, &e)),
-        }
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => return Ok(not_executed(hook.path, &e)),
+        };
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return self.supervise(child, hook.limit, &mut []);
+        };
+        let label = output_label(hook.path);
+        let mut to_stdout = LinePrefixer::new(&label, io::stdout());
+        let mut to_stderr = LinePrefixer::new(&label, io::stderr());
+        let mut out_sink = |chunk: &[u8]| to_stdout.feed(chunk);
+        let mut err_sink = |chunk: &[u8]| to_stderr.feed(chunk);
+        let outcome = self.supervise(
+            child,
+            hook.limit,
+            &mut [
+                Capture::new(stdout.into(), &mut out_sink),
+                Capture::new(stderr.into(), &mut err_sink),
+            ],
+        );
+        to_stdout.finish();
+        to_stderr.finish();
+        outcome
     }
 
     fn load_environment(&mut self, request: &EnvironmentRequest<'_>) -> Result<EnvironmentLoad> {
@@ -303,13 +342,14 @@ impl HookRunner for ProcessRunner {
         })?;
         drop(write_end);
         let mut dump = Vec::new();
+        let mut collect = |chunk: &[u8]| dump.extend_from_slice(chunk);
         let interrupts = self.interrupts.as_ref().map(|p| p.as_fd());
         let outcome = supervise(
             child,
             request.limit,
             self.kill_grace,
             interrupts,
-            Some((read_end, &mut dump)),
+            &mut [Capture::new(read_end, &mut collect)],
         )?;
         if !outcome.succeeded() {
             return Ok(EnvironmentLoad::Failed(outcome));
@@ -437,8 +477,112 @@ fn interpreter(path: &Path) -> Option<String> {
     line.split_whitespace().next().map(str::to_owned)
 }
 
+/// `<phase>/<name>: ` for `<base>/<phase>.d/<name>`.
+fn output_label(path: &Path) -> Vec<u8> {
+    let phase = path
+        .parent()
+        .and_then(Path::file_name)
+        .map(|dir| dir.as_bytes().strip_suffix(b".d").unwrap_or(dir.as_bytes()))
+        .unwrap_or_default();
+    let name = path.file_name().map(OsStr::as_bytes).unwrap_or_default();
+    [phase, b"/", name, b": "].concat()
+}
+
+/// Writes whole lines with a prefix; a last line without newline gets one at [`finish`].
+///
+/// [`finish`]: LinePrefixer::finish
+struct LinePrefixer<W: io::Write> {
+    prefix: Vec<u8>,
+    partial: Vec<u8>,
+    out: W,
+}
+
+impl<W: io::Write> LinePrefixer<W> {
+    fn new(prefix: &[u8], out: W) -> Self {
+        LinePrefixer {
+            prefix: prefix.to_vec(),
+            partial: Vec::new(),
+            out,
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while let Some(newline) = data.iter().position(|b| *b == b'\n') {
+            let mut line = self.prefix.clone();
+            line.append(&mut self.partial);
+            line.extend_from_slice(&data[..=newline]);
+            // The reader of our stdout going away must not stop the hook's supervision.
+            let _ = self.out.write_all(&line);
+            data = &data[newline + 1..];
+        }
+        self.partial.extend_from_slice(data);
+    }
+
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            self.feed(b"\n");
+        }
+        let _ = self.out.flush();
+    }
+}
+
+/// A pipe read while a child runs, each chunk handed to `sink` as it arrives.
+pub struct Capture<'a> {
+    fd: OwnedFd,
+    sink: &'a mut dyn FnMut(&[u8]),
+    open: bool,
+}
+
+impl fmt::Debug for Capture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capture")
+            .field("fd", &self.fd)
+            .field("open", &self.open)
+            .finish()
+    }
+}
+
+impl<'a> Capture<'a> {
+    /// `fd` is the read end; the caller must have closed its copy of the write end.
+    pub fn new(fd: OwnedFd, sink: &'a mut dyn FnMut(&[u8])) -> Self {
+        Capture {
+            fd,
+            sink,
+            open: true,
+        }
+    }
+
+    /// Reads once; closes the capture at end of file or on error.
+    fn read_once(&mut self) {
+        let mut chunk = [0u8; 16 * 1024];
+        match nix::unistd::read(self.fd.as_fd(), &mut chunk) {
+            Ok(0) => self.open = false,
+            Ok(n) => (self.sink)(&chunk[..n]),
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(_) => self.open = false,
+        }
+    }
+
+    /// Once the child is gone, takes what is left in the pipe without waiting for end of file:
+    /// a daemon the child started may hold the write end open for ever.
+    fn drain(&mut self) {
+        let _ = nix::fcntl::fcntl(
+            self.fd.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+        );
+        let mut chunk = [0u8; 16 * 1024];
+        while self.open {
+            match nix::unistd::read(self.fd.as_fd(), &mut chunk) {
+                Ok(n @ 1..) => (self.sink)(&chunk[..n]),
+                Err(Errno::EINTR) => {}
+                _ => self.open = false,
+            }
+        }
+    }
+}
+
 /// Waits for `child`, the leader of its own process group, while enforcing `limit`, forwarding
-/// signals that arrive on `interrupts`, and collecting everything written to `capture`.
+/// signals that arrive on `interrupts`, and reading `captures`.
 ///
 /// On expiry the whole group gets SIGTERM, then SIGKILL after `grace`. Public so that a
 /// [`HookRunner`] that builds its own [`Command`] (a chroot, a container) supervises the same way.
@@ -447,21 +591,20 @@ pub fn supervise(
     limit: Option<TimeLimit>,
     grace: Duration,
     interrupts: Option<BorrowedFd<'_>>,
-    mut capture: Option<(OwnedFd, &mut Vec<u8>)>,
+    captures: &mut [Capture<'_>],
 ) -> Result<HookOutcome> {
     let group = Pid::from_raw(child.id() as i32);
     let pidfd = pidfd_open(child.id());
     let deadline = limit.map(|l| Instant::now() + l.after);
     let mut backoff = Duration::from_micros(50);
-    loop {
+    let outcome = loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if remaining == Some(Duration::ZERO) {
             terminate(&mut child, group, pidfd.as_ref(), grace, Signal::SIGTERM)?;
-            drain(&mut capture);
-            return Ok(HookOutcome::TimedOut(limit.unwrap_or(TimeLimit {
+            break HookOutcome::TimedOut(limit.unwrap_or(TimeLimit {
                 after: Duration::ZERO,
                 kind: LimitKind::Hook,
-            })));
+            }));
         }
         // Without a pidfd (kernels before 5.3) poll the child with a growing interval.
         let wait = match &pidfd {
@@ -470,50 +613,62 @@ pub fn supervise(
         };
         backoff = (backoff * 2).min(Duration::from_millis(20));
 
-        let mut fds = Vec::with_capacity(3);
-        if let Some(fd) = &pidfd {
-            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-        }
-        let interrupt_at = interrupts.map(|fd| {
+        // Slot 0: the pidfd (or the interrupt pipe), then the interrupt pipe, then captures.
+        let mut fds = Vec::with_capacity(2 + captures.len());
+        fds.extend(
+            pidfd
+                .as_ref()
+                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+        );
+        let interrupt_slot = interrupts.map(|fd| {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
             fds.len() - 1
         });
-        let capture_at = capture.as_ref().map(|(fd, _)| {
-            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-            fds.len() - 1
-        });
+        let capture_slots: Vec<Option<usize>> = captures
+            .iter()
+            .map(|c| {
+                c.open.then(|| {
+                    fds.push(PollFd::new(c.fd.as_fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                })
+            })
+            .collect();
         match nix::poll::poll(&mut fds, poll_timeout(wait)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::os("poll", e)),
         }
-        let ready = |i: Option<usize>| {
-            i.and_then(|i| fds[i].revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-        let (interrupted, capture_ready) = (ready(interrupt_at), ready(capture_at));
-        let child_ready = pidfd.is_some() && ready(Some(0));
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
+        let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
 
-        if capture_ready && !read_some(&mut capture) {
-            capture = None;
-        }
-        if interrupted {
-            if let Some(sig) = interrupts.and_then(SignalPipe::take_from) {
-                terminate(&mut child, group, pidfd.as_ref(), grace, sig)?;
-                drain(&mut capture);
-                return Ok(HookOutcome::Interrupted(sig as i32));
+        for (capture, slot) in captures.iter_mut().zip(capture_slots) {
+            if is_ready(slot) {
+                capture.read_once();
             }
         }
-        if child_ready || pidfd.is_none() {
-            if let Some(status) = child.try_wait().map_err(|e| Error::Os {
+        if is_ready(interrupt_slot) {
+            if let Some(signal) = interrupts.and_then(SignalPipe::take_from) {
+                terminate(&mut child, group, pidfd.as_ref(), grace, signal)?;
+                break HookOutcome::Interrupted(signal as i32);
+            }
+        }
+        if pidfd.is_none() || ready[0] {
+            let status = child.try_wait().map_err(|e| Error::Os {
                 what: "wait",
                 source: e,
-            })? {
-                drain(&mut capture);
-                return Ok(HookOutcome::from_exit_status(status));
+            })?;
+            if let Some(status) = status {
+                break HookOutcome::from_exit_status(status);
             }
         }
+    };
+    for capture in captures.iter_mut() {
+        capture.drain();
     }
+    Ok(outcome)
 }
 
 /// Sends `first` to the group, waits up to `grace` for the leader, then SIGKILLs whatever is
@@ -525,19 +680,13 @@ fn terminate(
     grace: Duration,
     first: Signal,
 ) -> Result<()> {
+    let wait_error = |e| Error::Os {
+        what: "wait",
+        source: e,
+    };
     let _ = killpg(group, first);
     let deadline = Instant::now() + grace;
-    loop {
-        if child
-            .try_wait()
-            .map_err(|e| Error::Os {
-                what: "wait",
-                source: e,
-            })?
-            .is_some()
-        {
-            break;
-        }
+    while child.try_wait().map_err(wait_error)?.is_none() {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             break;
@@ -552,41 +701,8 @@ fn terminate(
     }
     // Stragglers that ignored the first signal, or children the leader left behind.
     let _ = killpg(group, Signal::SIGKILL);
-    child.wait().map_err(|e| Error::Os {
-        what: "wait",
-        source: e,
-    })?;
+    child.wait().map_err(wait_error)?;
     Ok(())
-}
-
-/// Reads what is available; false at end of file.
-fn read_some(capture: &mut Option<(OwnedFd, &mut Vec<u8>)>) -> bool {
-    let Some((fd, buffer)) = capture else {
-        return false;
-    };
-    let mut chunk = [0u8; 16 * 1024];
-    match nix::unistd::read(fd.as_fd(), &mut chunk) {
-        Ok(0) => false,
-        Ok(n) => {
-            buffer.extend_from_slice(&chunk[..n]);
-            true
-        }
-        Err(Errno::EINTR | Errno::EAGAIN) => true,
-        Err(_) => false,
-    }
-}
-
-/// After the writer is gone, reads the rest without blocking.
-fn drain(capture: &mut Option<(OwnedFd, &mut Vec<u8>)>) {
-    if let Some((fd, _)) = capture {
-        let _ = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-    }
-    while capture.is_some() {
-        let before = capture.as_ref().map_or(0, |(_, b)| b.len());
-        if !read_some(capture) || capture.as_ref().map_or(0, |(_, b)| b.len()) == before {
-            break;
-        }
-    }
 }
 
 fn poll_timeout(wait: Option<Duration>) -> PollTimeout {
@@ -698,6 +814,21 @@ mod tests {
         assert_eq!(env.get("X"), Some(OsStr::new("a=b")));
         assert_eq!(env.get("_"), None);
         assert!(!format!("{env:?}").contains("bar"));
+    }
+
+    #[test]
+    fn output_lines_get_the_hook_label() {
+        let label = output_label(Path::new("/base/configure.d/10-a"));
+        assert_eq!(label, b"configure/10-a: ");
+        let mut out = Vec::new();
+        let mut prefixer = LinePrefixer::new(&label, &mut out);
+        prefixer.feed(b"one\ntw");
+        prefixer.feed(b"o\nthree");
+        prefixer.finish();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "configure/10-a: one\nconfigure/10-a: two\nconfigure/10-a: three\n"
+        );
     }
 
     #[test]
