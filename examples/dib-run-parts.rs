@@ -52,15 +52,8 @@ fn eprintln_usage() {
     let _ = writeln!(std::io::stderr().lock(), "{USAGE}");
 }
 
-fn name_filter() -> Result<NameFilter, Error> {
-    match std::env::var("RUN_PARTS_REGEX") {
-        Ok(pattern) if !pattern.is_empty() => NameFilter::from_pattern(&pattern),
-        _ => Ok(NameFilter::Default),
-    }
-}
-
 fn run(dir: PathBuf, list: bool) -> Result<i32, Error> {
-    let filter = name_filter()?;
+    let filter = NameFilter::from_env()?;
     if list {
         for name in list_hooks(&dir, &filter)?.hooks {
             if !logging::print_line(hook_path(&dir, &name).as_os_str().as_bytes()) {
@@ -69,7 +62,12 @@ fn run(dir: PathBuf, list: bool) -> Result<i32, Error> {
         }
         return Ok(0);
     }
-    let signals = SignalPipe::install(&[Signal::SIGINT, Signal::SIGTERM])?;
+    let signals = SignalPipe::install(&[
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ])?;
     let mut runner = ProcessRunner::new().forward_signals(signals);
     let options = RunPartsOptions {
         filter,

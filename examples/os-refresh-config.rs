@@ -1,6 +1,7 @@
 //! `os-refresh-config`: run the configuration hook phases of this machine, flag-compatible
 //! with upstream os-refresh-config, plus `--hook-timeout`, `--error-timeout` and `--kill-grace`.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,10 +10,11 @@ use clap::{Parser, ValueEnum};
 use nix::sys::signal::Signal;
 use refresh_config::{
     plan, refresh, resolve_base_dir, Error, NameFilter, ProcessRunner, RefreshEvent,
-    RefreshOptions, RunLock, SignalPipe, BASE_DIR_VAR, DEFAULT_BASE_DIR, LEGACY_BASE_DIR, PHASES,
+    RefreshOptions, RefreshReport, RunLock, SignalPipe, BASE_DIR_VAR, DEFAULT_BASE_DIR,
+    LEGACY_BASE_DIR, PHASES,
 };
 use tracing::{debug, error, info, warn, Level};
-use tripleo_rs::logging;
+use tripleo_rs::{logging, report};
 
 /// Exit status when another run holds the lock (upstream returns flock's EAGAIN).
 const EXIT_LOCKED: u8 = 11;
@@ -27,7 +29,8 @@ struct Args {
     /// Print the base directory and exit.
     #[arg(long)]
     print_base: bool,
-    /// Print the phases (tab separated) and exit.
+    /// Print upstream's phases (tab separated) and exit. An optional `check` phase also runs,
+    /// between configure and post-configure, when `check.d` exists.
     #[arg(long)]
     print_phases: bool,
     /// Threshold of the log on stderr.
@@ -119,7 +122,7 @@ fn main() -> ExitCode {
         );
     }
     if args.dry_run {
-        return match dry_run(&args, base.path) {
+        return match dry_run(&args, &base.path) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!("{}", capitalize(&e.to_string()));
@@ -127,17 +130,28 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run(&args, base.path) {
-        Ok(code) => ExitCode::from(code),
-        Err(e @ Error::LockContended { .. }) => {
-            error!("{}", capitalize(&e.to_string()));
-            ExitCode::from(EXIT_LOCKED)
+    let (code, json) = match run(&args, &base.path) {
+        Ok(report) => {
+            let code = report.exit_code() as u8;
+            (code, report::refresh_report(&base.path, &report))
         }
         Err(e) => {
-            error!("{}", capitalize(&e.to_string()));
-            ExitCode::FAILURE
+            let code = match e {
+                Error::LockContended { .. } => EXIT_LOCKED,
+                _ => 1,
+            };
+            let message = capitalize(&e.to_string());
+            error!("{message}");
+            (code, report::failed_start(&base.path, code, &message))
+        }
+    };
+    if let Some(path) = &args.report {
+        if let Err(e) = report::write_atomically(path, format!("{json:#}\n").as_bytes()) {
+            error!("Could not write report {}: {e}", path.display());
+            return ExitCode::from(code.max(1));
         }
     }
+    ExitCode::from(code)
 }
 
 fn capitalize(message: &str) -> String {
@@ -148,45 +162,42 @@ fn capitalize(message: &str) -> String {
         .unwrap_or_default()
 }
 
-fn options(args: &Args, base_dir: PathBuf) -> Result<RefreshOptions, Error> {
-    let filter = match std::env::var("RUN_PARTS_REGEX") {
-        Ok(pattern) if !pattern.is_empty() => NameFilter::from_pattern(&pattern)?,
-        _ => NameFilter::Default,
-    };
+fn options(args: &Args, base_dir: &Path) -> Result<RefreshOptions, Error> {
     let timeout = seconds(args.timeout);
     Ok(RefreshOptions {
-        filter,
+        filter: NameFilter::from_env()?,
         timeout,
         hook_timeout: seconds(args.hook_timeout),
-        error_timeout: seconds(args.error_timeout).or(timeout),
+        error_timeout: match args.error_timeout {
+            Some(limit) => seconds(Some(limit)),
+            None => timeout,
+        },
         ..RefreshOptions::new(base_dir)
     })
 }
 
-fn run(args: &Args, base_dir: PathBuf) -> Result<u8, Error> {
+fn run(args: &Args, base_dir: &Path) -> Result<RefreshReport, Error> {
     let options = options(args, base_dir)?;
+    // Before the lock: a signal in between must not leave a stale pid in the lock file.
+    let signals = SignalPipe::install(&[
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ])?;
     let _lock = match seconds(args.lock_wait) {
         Some(wait) => RunLock::acquire_waiting(&args.lockfile, wait)?,
         None => RunLock::acquire(&args.lockfile)?,
     };
-    let signals = SignalPipe::install(&[Signal::SIGINT, Signal::SIGTERM])?;
-    let mut runner = ProcessRunner::new()
-        .kill_grace(Duration::from_secs(args.kill_grace))
-        .prefix_output(args.prefix_output)
-        .forward_signals(signals);
-    let report = refresh(&options, &mut runner, &mut log_event);
-    if let Some(path) = &args.report {
-        let json = tripleo_rs::report::refresh_report(&options.base_dir, &report);
-        let text = format!("{json:#}\n");
-        if let Err(e) = tripleo_rs::report::write_atomically(path, text.as_bytes()) {
-            error!("Could not write report {}: {e}", path.display());
-            return Ok(1);
-        }
+    let mut runner = ProcessRunner::new().kill_grace(Duration::from_secs(args.kill_grace));
+    if args.prefix_output {
+        runner = runner.relay_output(Box::new(io::stdout()), Box::new(io::stderr()));
     }
-    Ok(report.exit_code() as u8)
+    let mut runner = runner.forward_signals(signals);
+    Ok(refresh(&options, &mut runner, &mut log_event))
 }
 
-fn dry_run(args: &Args, base_dir: PathBuf) -> Result<(), Error> {
+fn dry_run(args: &Args, base_dir: &Path) -> Result<(), Error> {
     let mut out = String::new();
     for phase in plan(&options(args, base_dir)?)? {
         let Some(selection) = phase.selection else {
@@ -232,7 +243,8 @@ fn log_event(event: &RefreshEvent<'_>) {
         RefreshEvent::PhaseCompleted { phase } => info!("Completed phase {phase}"),
         RefreshEvent::PhaseFailed { phase, reason } => error!("during {phase} phase. [{reason}]"),
         RefreshEvent::TimeoutReached { timeout } => error!(
-            "Timeout reached: {}s. Terminating the running hook's process group",
+            "Timeout reached: {}s. The running hook's process group was terminated and no \
+             further hook started",
             timeout.as_secs()
         ),
         RefreshEvent::CallingErrorHandlers { .. } => info!("Calling error handlers."),
@@ -240,11 +252,7 @@ fn log_event(event: &RefreshEvent<'_>) {
         RefreshEvent::Interrupted { signal } => error!(
             "Interrupted by signal {signal}: stopped the running hook, not calling error handlers"
         ),
-        RefreshEvent::RunParts(event) => {
-            if tracing::enabled!(Level::INFO) {
-                logging::log_run_parts_event(event);
-            }
-        }
+        RefreshEvent::RunParts(event) => logging::log_run_parts_event(event),
         _ => {}
     }
 }

@@ -8,24 +8,34 @@ use std::ffi::CStr;
 use std::fmt;
 use std::io::Write as _;
 
-use refresh_config::{Event, HookOutcome, SkipReason};
+use refresh_config::{Event, HookOutcome, PhaseFailure, SkipReason};
 use tracing::{error, info, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The tracing target of run-parts lines.
 pub const RUN_PARTS: &str = "dib-run-parts";
 
-/// Installs the stderr logger for `program` at `level` and above.
+/// Installs the stderr logger: `program`'s own messages at `level` and above, run-parts lines
+/// (hooks starting, finishing, failing; profiling) at INFO whatever `level` says, as upstream
+/// prints them whatever os-refresh-config's `--log-level`.
 pub fn init(program: &'static str, level: Level) {
     // SAFETY: tzset only reads TZ and /etc/localtime into libc's globals; it runs before any
     // other thread that could call localtime_r exists.
     unsafe { tzset() };
+    let filter = Targets::new()
+        .with_target(RUN_PARTS, Level::INFO)
+        .with_default(level);
     tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_max_level(Level::TRACE)
         .with_writer(std::io::stderr)
         .event_format(UpstreamFormat { program })
+        .finish()
+        .with(filter)
         .init();
 }
 
@@ -127,11 +137,7 @@ pub fn log_run_parts_event(event: &Event<'_>) {
                 HookOutcome::Exited(code) => {
                     error!(target: RUN_PARTS, "{name} failed with status {code}")
                 }
-                HookOutcome::TimedOut(limit) => error!(
-                    target: RUN_PARTS,
-                    "{name} timed out after {}s",
-                    limit.after.as_secs_f64().round()
-                ),
+                outcome @ HookOutcome::TimedOut(_) => error!(target: RUN_PARTS, "{name} {outcome}"),
                 HookOutcome::NotExecuted { status, reason } => error!(
                     target: RUN_PARTS,
                     "{name} failed with status {status}: cannot execute {}: {reason}",
@@ -145,13 +151,9 @@ pub fn log_run_parts_event(event: &Event<'_>) {
             }
         }
         Event::Finished { report } => {
-            if let Some(refresh_config::PhaseFailure::Environment(outcome)) = &report.failure {
-                error!(
-                    target: RUN_PARTS,
-                    "environment files of {} failed with status {}",
-                    report.dir.display(),
-                    outcome.status()
-                );
+            // A failing hook was logged as it finished; other failures are logged here.
+            if matches!(&report.failure, Some(f) if *f != PhaseFailure::Hook) {
+                error!(target: RUN_PARTS, "{}", report.failure_summary().unwrap_or_default());
             }
             if !report.hooks.is_empty() || report.succeeded() {
                 for line in refresh_config::profile_lines(report) {

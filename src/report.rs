@@ -25,8 +25,9 @@ fn phase(run: &PhaseRun) -> Value {
     };
     let failure = report.failure.as_ref().map(|f| match f {
         PhaseFailure::Hook => "hook",
-        PhaseFailure::Environment(_) => "environment",
+        PhaseFailure::Environment { .. } => "environment",
         PhaseFailure::DeadlinePassed { .. } => "timeout",
+        PhaseFailure::Interrupted { .. } => "interrupted",
     });
     json!({
         "phase": run.phase,
@@ -68,15 +69,30 @@ fn outcome_kind(outcome: &HookOutcome) -> &'static str {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never a part:
-/// a temporary file in the same directory, fsync, rename, fsync of the directory.
+/// A run that ended before any phase: lock contention, bad options.
+pub fn failed_start(base_dir: &Path, status: u8, error: &str) -> Value {
+    json!({
+        "base_dir": base_dir.to_string_lossy(),
+        "status": status,
+        "error": error,
+        "phases": [],
+        "error_handlers": null,
+    })
+}
+
+/// Writes `bytes` to `path` (mode 0644) so that readers see the old file or the new one,
+/// never a part: a temporary file in the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(bytes)?;
+    // Monitoring may run as another user: not the 0600 of a fresh temporary file.
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()

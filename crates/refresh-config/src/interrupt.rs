@@ -30,9 +30,11 @@ extern "C" fn on_signal(signal: libc::c_int) {
 ///
 /// Signal dispositions are process-wide: install it once, in the program's `main`, never from
 /// a library that others embed.
+/// Dropping it restores the previous dispositions of its signals.
 #[derive(Debug)]
 pub struct SignalPipe {
     read_end: OwnedFd,
+    previous: Vec<(Signal, SigAction)>,
 }
 
 impl SignalPipe {
@@ -54,11 +56,17 @@ impl SignalPipe {
             SaFlags::empty(),
             SigSet::empty(),
         );
+        let mut pipe = SignalPipe {
+            read_end,
+            previous: Vec::new(),
+        };
         for &signal in signals {
             // SAFETY: the handler only performs async-signal-safe calls.
-            unsafe { sigaction(signal, &action) }.map_err(|e| Error::os("sigaction", e))?;
+            let previous =
+                unsafe { sigaction(signal, &action) }.map_err(|e| Error::os("sigaction", e))?;
+            pipe.previous.push((signal, previous));
         }
-        Ok(SignalPipe { read_end })
+        Ok(pipe)
     }
 
     /// The last signal waiting in the pipe behind `fd`, if any.
@@ -74,6 +82,21 @@ impl SignalPipe {
     /// The latest signal caught since the last call, without waiting.
     pub fn pending(&self) -> Option<Signal> {
         Self::take_from(self.read_end.as_fd())
+    }
+}
+
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        for (signal, previous) in self.previous.drain(..).rev() {
+            // SAFETY: restores a disposition that was in force before install().
+            let _ = unsafe { sigaction(signal, &previous) };
+        }
+        let write_fd = PIPE_WRITE_END.swap(-1, Ordering::SeqCst);
+        if write_fd >= 0 {
+            // SAFETY: the descriptor was leaked to the static by install() and nothing else
+            // closes it; the handlers that wrote to it are gone.
+            unsafe { libc::close(write_fd) };
+        }
     }
 }
 

@@ -46,5 +46,5 @@ pub use runner::{
 };
 pub use select::{
     read_listing, select_environment_files, select_hooks, Entry, EntryKind, Listing, NameFilter,
-    Selection, SkipReason, Skipped, DEFAULT_NAME_PATTERN,
+    Selection, SkipReason, Skipped, DEFAULT_NAME_PATTERN, RUN_PARTS_REGEX_VAR,
 };

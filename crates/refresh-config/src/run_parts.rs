@@ -66,10 +66,15 @@ pub struct HookRecord {
 pub enum PhaseFailure {
     /// The last hook in [`PhaseReport::hooks`] failed.
     Hook,
-    /// Sourcing `environment.d` failed; no hook ran.
-    Environment(HookOutcome),
+    /// Sourcing `environment.d` failed, in `file` if known; no hook ran.
+    Environment {
+        outcome: HookOutcome,
+        file: Option<PathBuf>,
+    },
     /// The deadline passed before this hook could start.
     DeadlinePassed { next: OsString, limit: Duration },
+    /// A signal arrived before this hook could start.
+    Interrupted { signal: i32, next: OsString },
 }
 
 /// The record of one directory run, in execution order.
@@ -87,46 +92,44 @@ impl PhaseReport {
         self.failure.is_none()
     }
 
+    /// The outcome of what failed, when a hook or the environment shell ran and failed.
+    fn failed_outcome(&self) -> Option<&HookOutcome> {
+        match self.failure.as_ref()? {
+            PhaseFailure::Hook => self.hooks.last().map(|h| &h.outcome),
+            PhaseFailure::Environment { outcome, .. } => Some(outcome),
+            PhaseFailure::DeadlinePassed { .. } | PhaseFailure::Interrupted { .. } => None,
+        }
+    }
+
     /// 0 on success, else the status of what failed (as dib-run-parts exits).
     pub fn status(&self) -> i32 {
         match &self.failure {
             None => 0,
-            Some(PhaseFailure::Hook) => self.hooks.last().map_or(1, |h| h.outcome.status()),
-            Some(PhaseFailure::Environment(outcome)) => outcome.status(),
             Some(PhaseFailure::DeadlinePassed { .. }) => TIMEOUT_STATUS,
+            Some(PhaseFailure::Interrupted { signal, .. }) => 128 + signal,
+            Some(_) => self.failed_outcome().map_or(1, HookOutcome::status),
         }
     }
 
     /// The signal that interrupted the run, if one did.
     pub fn interrupted(&self) -> Option<i32> {
-        let outcome = match &self.failure {
-            Some(PhaseFailure::Hook) => &self.hooks.last()?.outcome,
-            Some(PhaseFailure::Environment(outcome)) => outcome,
-            _ => return None,
-        };
-        match outcome {
-            HookOutcome::Interrupted(sig) => Some(*sig),
+        match (&self.failure, self.failed_outcome()) {
+            (Some(PhaseFailure::Interrupted { signal, .. }), _) => Some(*signal),
+            (_, Some(HookOutcome::Interrupted(signal))) => Some(*signal),
             _ => None,
         }
     }
 
     /// Whether the run's deadline (not a hook's own limit) stopped it.
     pub fn hit_deadline(&self) -> bool {
-        let run_limit = |o: &HookOutcome| {
-            matches!(
-                o,
-                HookOutcome::TimedOut(TimeLimit {
+        matches!(self.failure, Some(PhaseFailure::DeadlinePassed { .. }))
+            || matches!(
+                self.failed_outcome(),
+                Some(HookOutcome::TimedOut(TimeLimit {
                     kind: LimitKind::Run,
                     ..
-                })
+                }))
             )
-        };
-        match &self.failure {
-            Some(PhaseFailure::Hook) => self.hooks.last().is_some_and(|h| run_limit(&h.outcome)),
-            Some(PhaseFailure::Environment(outcome)) => run_limit(outcome),
-            Some(PhaseFailure::DeadlinePassed { .. }) => true,
-            None => false,
-        }
     }
 
     /// One line saying what failed, e.g. `20-b exited with status 42`.
@@ -136,16 +139,23 @@ impl PhaseReport {
                 let hook = self.hooks.last()?;
                 format!("{} {}", hook.name.to_string_lossy(), hook.outcome)
             }
-            PhaseFailure::Environment(outcome) => {
-                let files = self
-                    .environment_files
-                    .iter()
-                    .map(|f| f.display().to_string());
-                format!(
-                    "sourcing environment files {} {outcome}",
-                    files.collect::<Vec<_>>().join(" ")
-                )
+            PhaseFailure::Environment {
+                outcome,
+                file: Some(file),
+            } => {
+                format!("environment file {} {outcome}", file.display())
             }
+            PhaseFailure::Environment {
+                outcome,
+                file: None,
+            } => {
+                format!("reporting the environment of environment.d {outcome}")
+            }
+            PhaseFailure::Interrupted { signal, next } => format!(
+                "interrupted by signal {signal} ({}) before {} could start",
+                crate::runner::signal_name(*signal),
+                next.to_string_lossy()
+            ),
             PhaseFailure::DeadlinePassed { next, limit } => format!(
                 "timeout of {} reached before {} could start",
                 seconds(*limit),
@@ -239,14 +249,12 @@ pub fn run_parts(
     }
     report.skipped = selection.skipped;
 
-    let limit = |hook_timeout: Option<Duration>| -> Option<TimeLimit> {
-        let own = hook_timeout.map(|after| TimeLimit {
-            after,
-            kind: LimitKind::Hook,
-        });
+    let limit = || -> Option<TimeLimit> {
+        let own = options.hook_timeout.map(TimeLimit::hook);
         let run = options.deadline.map(|d| TimeLimit {
             after: d.at.saturating_duration_since(Instant::now()),
             kind: LimitKind::Run,
+            configured: d.limit,
         });
         match (own, run) {
             (Some(own), Some(run)) if run.after < own.after => Some(run),
@@ -258,17 +266,15 @@ pub fn run_parts(
     let mut environment = None;
     // Sourced even when no hook runs, as upstream: a failing file fails the run all the same.
     if !report.environment_files.is_empty() {
-        for path in &report.environment_files {
-            on_event(&Event::SourcingEnvironment { path });
-        }
         let request = EnvironmentRequest {
             files: &report.environment_files,
-            limit: limit(options.hook_timeout),
+            limit: limit(),
         };
-        match runner.load_environment(&request)? {
+        let mut announce = |path: &Path| on_event(&Event::SourcingEnvironment { path });
+        match runner.load_environment(&request, &mut announce)? {
             EnvironmentLoad::Loaded(env) => environment = Some(env),
-            EnvironmentLoad::Failed(outcome) => {
-                report.failure = Some(PhaseFailure::Environment(outcome));
+            EnvironmentLoad::Failed { outcome, file } => {
+                report.failure = Some(PhaseFailure::Environment { outcome, file });
                 on_event(&Event::Finished { report: &report });
                 return Ok(report);
             }
@@ -277,6 +283,10 @@ pub fn run_parts(
 
     for name in selection.hooks {
         let path = hook_path(dir, &name);
+        if let Some(signal) = runner.pending_interrupt() {
+            report.failure = Some(PhaseFailure::Interrupted { signal, next: name });
+            break;
+        }
         if let Some(deadline) = options.deadline.filter(|d| d.at <= Instant::now()) {
             report.failure = Some(PhaseFailure::DeadlinePassed {
                 next: name,
@@ -284,7 +294,7 @@ pub fn run_parts(
             });
             break;
         }
-        let limit = limit(options.hook_timeout);
+        let limit = limit();
         on_event(&Event::HookStarting { path: &path });
         let started = Instant::now();
         let outcome = runner.run_hook(&HookCommand {

@@ -15,6 +15,9 @@ use crate::order::order_names;
 /// The name filter of upstream dib-run-parts, used when `RUN_PARTS_REGEX` is not set.
 pub const DEFAULT_NAME_PATTERN: &str = "^[0-9A-Za-z_-]+$";
 
+/// The environment variable that replaces the name filter.
+pub const RUN_PARTS_REGEX_VAR: &str = "RUN_PARTS_REGEX";
+
 /// What kind of thing a directory entry is, following symbolic links (`find -xtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -90,6 +93,21 @@ impl NameFilter {
                     .trim()
                     .to_owned(),
             })
+    }
+
+    /// The filter `RUN_PARTS_REGEX` selects (unset or empty: the default, as upstream).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var_os(RUN_PARTS_REGEX_VAR) {
+            None => Ok(NameFilter::Default),
+            Some(value) if value.is_empty() => Ok(NameFilter::Default),
+            Some(value) => match value.to_str() {
+                Some(pattern) => Self::from_pattern(pattern),
+                None => Err(Error::InvalidRegex {
+                    pattern: value.to_string_lossy().into_owned(),
+                    message: "not valid UTF-8".to_owned(),
+                }),
+            },
+        }
     }
 
     pub fn matches(&self, name: &OsStr) -> bool {

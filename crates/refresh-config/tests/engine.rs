@@ -88,13 +88,19 @@ fn failing_environment_runs_no_hook() {
     let dir = tmp.path().join("configure.d");
     hook(&dir.join("10-a"), "true");
     write(&tmp.path().join("environment.d/10-env"), "false", 0o644);
-    let mut runner =
-        RecordingRunner::new().with_environment(EnvironmentLoad::Failed(HookOutcome::Exited(1)));
+    let file = tmp.path().join("environment.d/10-env");
+    let mut runner = RecordingRunner::new().with_environment(EnvironmentLoad::Failed {
+        outcome: HookOutcome::Exited(1),
+        file: Some(file.clone()),
+    });
     let report = run_parts(&dir, &RunPartsOptions::default(), &mut runner, &mut quiet).unwrap();
     assert!(runner.hooks.is_empty());
     assert_eq!(
         report.failure,
-        Some(PhaseFailure::Environment(HookOutcome::Exited(1)))
+        Some(PhaseFailure::Environment {
+            outcome: HookOutcome::Exited(1),
+            file: Some(file)
+        })
     );
 }
 
@@ -371,8 +377,9 @@ impl<R: HookRunner> HookRunner for Wrapping<R> {
     fn load_environment(
         &mut self,
         request: &refresh_config::EnvironmentRequest<'_>,
+        on_sourcing: &mut dyn FnMut(&Path),
     ) -> refresh_config::Result<EnvironmentLoad> {
-        self.inner.load_environment(request)
+        self.inner.load_environment(request, on_sourcing)
     }
 }
 
@@ -429,4 +436,125 @@ fn plan_lists_every_phase_and_error_handlers_without_running() {
     assert_eq!(configure.skipped[0].name, "README.md");
     assert!(plan[2].selection.is_none());
     assert_eq!(plan[1].environment_files.len(), 1);
+}
+
+#[test]
+fn a_signal_between_hooks_stops_the_run_before_the_next_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_with_phases(tmp.path());
+    let mut runner = RecordingRunner::new().with_interrupt_after(1, 15);
+    let mut started = Vec::new();
+    let report = refresh(&RefreshOptions::new(&base), &mut runner, &mut |e| {
+        if let RefreshEvent::RunParts(Event::HookStarting { path }) = e {
+            started.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    });
+    assert_eq!(started, ["10-pre"]);
+    assert_eq!(report.interrupted, Some(15));
+    assert!(report.error_handlers.is_none());
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn kill_grace_covers_every_member_of_the_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hooks");
+    let done = tmp.path().join("cleanup-done");
+    // The leader dies at once on SIGTERM; its child needs 0.5 s to clean up.
+    hook(
+        &dir.join("10-slow-cleanup"),
+        &format!(
+            "(trap 'sleep 0.5; touch {}; exit 0' TERM; while :; do sleep 0.05; done) &\nwait",
+            done.display()
+        ),
+    );
+    let mut runner = ProcessRunner::new().kill_grace(Duration::from_secs(5));
+    let options = RunPartsOptions {
+        hook_timeout: Some(Duration::from_millis(300)),
+        ..RunPartsOptions::default()
+    };
+    let started = Instant::now();
+    let report = run_parts(&dir, &options, &mut runner, &mut quiet).unwrap();
+    assert!(matches!(report.hooks[0].outcome, HookOutcome::TimedOut(_)));
+    assert!(
+        done.exists(),
+        "the child was killed before its grace period ended"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited the whole grace period"
+    );
+}
+
+#[test]
+fn a_failing_environment_file_is_named_and_later_ones_are_not_sourced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hooks");
+    hook(&dir.join("10-a"), "true");
+    let env = tmp.path().join("environment.d");
+    write(&env.join("10-ok"), "export A=1\n", 0o644);
+    write(&env.join("20-bad"), "false\n", 0o644);
+    write(&env.join("30-never"), "export C=3\n", 0o644);
+    let mut runner = ProcessRunner::new().trace_environment(false);
+    let mut sourced = Vec::new();
+    let report = run_parts(&dir, &RunPartsOptions::default(), &mut runner, &mut |e| {
+        if let Event::SourcingEnvironment { path } = e {
+            sourced.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    })
+    .unwrap();
+    assert_eq!(sourced, ["10-ok", "20-bad"]);
+    match &report.failure {
+        Some(PhaseFailure::Environment {
+            outcome,
+            file: Some(file),
+        }) => {
+            assert_eq!(outcome, &HookOutcome::Exited(1));
+            assert!(file.ends_with("20-bad"), "{}", file.display());
+        }
+        other => panic!("unexpected failure {other:?}"),
+    }
+    assert!(report.hooks.is_empty());
+    assert!(report
+        .failure_summary()
+        .unwrap()
+        .contains("20-bad returned non-zero exit status 1"));
+}
+
+#[test]
+fn environment_files_may_change_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hooks");
+    let out = tmp.path().join("out");
+    write(
+        &tmp.path().join("environment.d/10-path"),
+        "export PATH=/nonexistent\n",
+        0o644,
+    );
+    hook(
+        &dir.join("10-a"),
+        &format!("echo \"$PATH\" > {}", out.display()),
+    );
+    let report = run_real(&dir, &RunPartsOptions::default());
+    assert!(report.succeeded(), "{:?}", report.failure_summary());
+    assert_eq!(fs::read_to_string(&out).unwrap(), "/nonexistent\n");
+}
+
+#[test]
+fn supervise_bounds_a_child_outside_its_own_group() {
+    let child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let outcome = refresh_config::supervise(
+        child,
+        Some(refresh_config::TimeLimit::hook(Duration::from_millis(200))),
+        Duration::from_millis(200),
+        None,
+        &mut [],
+    )
+    .unwrap();
+    assert!(matches!(outcome, HookOutcome::TimedOut(_)));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
