@@ -39,6 +39,8 @@ done < "$reqs"
 
 base_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/rc-regen.XXXXXX")
+# Cases that run as nobody need to reach $ROOT inside it.
+chmod 0755 "$scratch"
 trap 'chmod -R u+rwX "$scratch" 2>/dev/null; rm -rf "$scratch"' EXIT
 
 # Replace the temp root path with the literal $ROOT (byte-exact, keeps the

@@ -295,10 +295,19 @@ fn differential_against_upstream() {
     });
 }
 
-/// SIGTERM to os-refresh-config reaches the running hook's process group; the run stops
-/// without error handlers, exits 1 and leaves the lock file empty.
 #[test]
 fn sigterm_is_forwarded_and_stops_the_run() {
+    signal_is_forwarded_and_stops_the_run(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sighup_is_forwarded_and_stops_the_run() {
+    signal_is_forwarded_and_stops_the_run(nix::sys::signal::Signal::SIGHUP);
+}
+
+/// A signal to os-refresh-config reaches the running hook's process group; the run stops
+/// without error handlers, exits 1 and leaves the lock file empty.
+fn signal_is_forwarded_and_stops_the_run(signal: nix::sys::signal::Signal) {
     let tools = Tools::ours();
     let root = tempfile::tempdir().expect("temp dir");
     let base = root.path().join("base");
@@ -314,8 +323,9 @@ fn sigterm_is_forwarded_and_stops_the_run() {
     write_hook(
         base.join("configure.d/10-wait"),
         format!(
-            "trap 'touch {}; exit 143' TERM\ntouch {}\nwhile :; do sleep 0.05; done",
+            "trap 'touch {}; exit 143' {}\ntouch {}\nwhile :; do sleep 0.05; done",
             marker.display(),
+            &signal.as_str()[3..],
             started.display()
         ),
     );
@@ -346,20 +356,19 @@ fn sigterm_is_forwarded_and_stops_the_run() {
         content.starts_with(&format!("Locked by pid=={} at ", child.id())),
         "{content:?}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("kill");
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(marker.exists(), "the hook did not receive SIGTERM");
+    assert!(marker.exists(), "the hook did not receive {signal}");
     assert!(!root.path().join("post-ran").exists());
     assert!(
         !root.path().join("error-ran").exists(),
         "error.d ran after a signal"
     );
-    assert!(stderr.contains("Interrupted by signal 15"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Interrupted by signal {}", signal as i32)),
+        "{stderr}"
+    );
     assert_eq!(fs::read_to_string(&lock).expect("lock file"), "");
 }
