@@ -1,7 +1,7 @@
 //! The run lock: BSD `flock` on a file, shared with upstream os-refresh-config.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,8 +49,8 @@ impl RunLock {
             std::process::id(),
             iso8601_utc(SystemTime::now())
         );
+        // Opened for append: after truncation the note lands at the start.
         file.set_len(0)
-            .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(note.as_bytes()))
             .and_then(|()| file.flush())
             .map_err(lock_error)?;

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::run_parts::{
     environment_files, list_hooks, run_parts, Deadline, EnvironmentSource, Event, PhaseReport,
@@ -291,10 +291,7 @@ fn run_error_handlers(
     }
     on_event(&RefreshEvent::CallingErrorHandlers { dir: &dir });
     let error_options = RunPartsOptions {
-        deadline: options.error_timeout.map(|limit| Deadline {
-            at: Instant::now() + limit,
-            limit,
-        }),
+        deadline: options.error_timeout.map(Deadline::after),
         ..phase_options.clone()
     };
     let result = run_parts(&dir, &error_options, runner, &mut |e| {
