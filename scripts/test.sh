@@ -5,14 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: bash and coreutils run the hooks; a python3 that can make
-# venvs (Debian's needs python3-venv for ensurepip) runs the upstream peers.
+# Debian packages the tests use: bash and coreutils run the hooks, util-linux (setpriv) and
+# bsdutils (script) run cases as another user and on a pseudo-terminal, python3 reads JSON
+# reports in cases; a python3 that can make venvs (Debian's needs python3-venv) runs the
+# upstream peers.
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 missing=()
-for package in bash coreutils; do
+for package in bash coreutils util-linux bsdutils python3; do
     installed "$package" || missing+=("$package")
 done
-python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}" >&2
     apt-get update -qq
