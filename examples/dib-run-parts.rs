@@ -8,9 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use nix::sys::signal::Signal;
 use refresh_config::{
-    hook_path, list_hooks, run_parts, Error, NameFilter, ProcessRunner, RunPartsOptions, SignalPipe,
+    hook_path, list_hooks, run_parts, Error, NameFilter, ProcessRunner, RunPartsOptions,
+    SignalPipe, FORWARDED_SIGNALS,
 };
 use tracing::{error, Level};
 use tripleo_rs::logging::{self, RUN_PARTS};
@@ -62,12 +62,7 @@ fn run(dir: PathBuf, list: bool) -> Result<i32, Error> {
         }
         return Ok(0);
     }
-    let signals = SignalPipe::install(&[
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ])?;
+    let signals = SignalPipe::install(&FORWARDED_SIGNALS)?;
     let mut runner = ProcessRunner::new().forward_signals(signals);
     let options = RunPartsOptions {
         filter,

@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use nix::sys::signal::Signal;
 use refresh_config::{
     plan, refresh, resolve_base_dir, Error, NameFilter, ProcessRunner, RefreshEvent,
     RefreshOptions, RefreshReport, RunLock, SignalPipe, BASE_DIR_VAR, DEFAULT_BASE_DIR,
-    LEGACY_BASE_DIR, PHASES,
+    FORWARDED_SIGNALS, LEGACY_BASE_DIR, PHASES,
 };
 use tracing::{debug, error, info, warn, Level};
 use tripleo_rs::{logging, report};
@@ -179,12 +178,7 @@ fn options(args: &Args, base_dir: &Path) -> Result<RefreshOptions, Error> {
 fn run(args: &Args, base_dir: &Path) -> Result<RefreshReport, Error> {
     let options = options(args, base_dir)?;
     // Before the lock: a signal in between must not leave a stale pid in the lock file.
-    let signals = SignalPipe::install(&[
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ])?;
+    let signals = SignalPipe::install(&FORWARDED_SIGNALS)?;
     let _lock = match seconds(args.lock_wait) {
         Some(wait) => RunLock::acquire_waiting(&args.lockfile, wait)?,
         None => RunLock::acquire(&args.lockfile)?,

@@ -8,6 +8,15 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 
 use crate::error::{Error, Result};
 
+/// The signals a command-line runner forwards to the running hook: interrupt, termination,
+/// hang-up (the terminal or ssh session went away) and quit.
+pub const FORWARDED_SIGNALS: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
 /// Write end of the one signal pipe of the process; -1 until [`SignalPipe::install`].
 static PIPE_WRITE_END: AtomicI32 = AtomicI32::new(-1);
 

@@ -29,7 +29,7 @@ mod runner;
 mod select;
 
 pub use error::{Error, Result};
-pub use interrupt::SignalPipe;
+pub use interrupt::{SignalPipe, FORWARDED_SIGNALS};
 pub use lock::{holder_pid, RunLock};
 pub use order::{compare_names, order_names};
 pub use refresh::{
