@@ -1,9 +1,34 @@
-//! Collect instance metadata and render configuration files from it, as os-collect-config and
-//! os-apply-config do.
+//! Configure a machine from its metadata: the rendering side of os-apply-config (merge metadata
+//! files, render a tree of mustache or executable templates into an output root, write each
+//! file safely) and, later, the collectors of os-collect-config.
 //!
-//! This crate will merge metadata from collectors (local files, EC2-style HTTP, config drive),
-//! render mustache templates into a target root, and write each file atomically.
+//! Output is byte-identical to upstream os-apply-config 14.1.0 for the same templates and
+//! metadata: [`json`] reads and writes JSON as Python does, [`mustache`] renders as pystache
+//! does. Writes are safer than upstream's: rendered in full before anything is written, then
+//! each file through a temporary file, fsync and rename ([`AtomicWriter`]), unchanged files
+//! left untouched, nothing written outside the output root.
 //!
-//! Not implemented yet: this crate is a placeholder that fixes the workspace shape. It will not
-//! run hook phases after rendering (that is `refresh-config`), and it will refuse template paths
-//! that escape the target root.
+//! Rendering and lookups are pure ([`merge`](metadata::merge), [`Template`], [`key`]); the
+//! I/O seams are [`Renderer`] (mustache files, executable templates) and [`FileWriter`]
+//! (atomic writer, dry run). This crate never prints and never opens log files.
+
+mod control;
+mod error;
+pub mod json;
+pub mod key;
+pub mod metadata;
+pub mod mustache;
+mod render;
+mod tree;
+mod write;
+
+pub use control::{parse as parse_control, read as read_control, Control};
+pub use error::{Error, Result};
+pub use json::Value;
+pub use mustache::Template;
+pub use render::{
+    DirPartials, ExecutableRenderer, Miss, MustacheRenderer, Rendered as RenderedBody, Renderer,
+    TemplateRef,
+};
+pub use tree::{list_templates, render_all, MissingKey, Rendered, TemplateFile, CONTROL_SUFFIX};
+pub use write::{write_all, Action, AtomicWriter, Change, DryRunWriter, FileWriter};

@@ -1,0 +1,574 @@
+//! Mustache as os-apply-config renders it (pystache with `missing_tags='ignore'`): the spec's
+//! grammar, standalone-line and delimiter rules, with upstream's value lookup and output rules.
+//!
+//! [`Template::parse`] turns text into a tree, reporting syntax errors with a line number;
+//! [`Template::render`] renders it over a [`Value`] with partials from a [`PartialSource`],
+//! collecting every lookup that missed.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::json::{self, Value};
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Text(String),
+    Variable {
+        name: String,
+        escape: bool,
+        line: usize,
+    },
+    Section {
+        name: String,
+        inverted: bool,
+        nodes: Vec<Node>,
+        line: usize,
+    },
+    Partial {
+        name: String,
+        indent: String,
+        line: usize,
+    },
+}
+
+/// A template that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Where partials come from.
+pub trait PartialSource {
+    /// The text of partial `name`, `None` if there is none.
+    fn load(&self, name: &str) -> Option<String>;
+}
+
+/// No partials at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPartials;
+
+impl PartialSource for NoPartials {
+    fn load(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+impl PartialSource for HashMap<String, String> {
+    fn load(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// A lookup that found nothing: the key and the line of the tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missed {
+    pub line: usize,
+    pub key: String,
+}
+
+/// How to render.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions {
+    /// HTML-escape `{{x}}` as the mustache spec says; os-apply-config never does.
+    pub html_escape: bool,
+}
+
+/// Partials nested deeper than this render nothing (a partial that includes itself without
+/// end would otherwise never stop).
+const MAX_PARTIAL_DEPTH: usize = 64;
+
+impl Template {
+    pub fn parse(source: &str) -> Result<Template, SyntaxError> {
+        Parser::new(source).parse()
+    }
+
+    /// Renders over `context`; returns the text and every missed lookup in order.
+    pub fn render(
+        &self,
+        context: &Value,
+        partials: &dyn PartialSource,
+        options: RenderOptions,
+    ) -> (String, Vec<Missed>) {
+        let mut renderer = Renderer {
+            stack: vec![context],
+            partials,
+            options,
+            out: String::new(),
+            misses: Vec::new(),
+            cache: RefCell::new(HashMap::new()),
+            partial_line: None,
+            depth: 0,
+        };
+        renderer.nodes(&self.nodes);
+        (renderer.out, renderer.misses)
+    }
+}
+
+struct Parser<'a> {
+    source: &'a str,
+    pos: usize,
+    open: String,
+    close: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TagKind {
+    Variable { escape: bool },
+    Section,
+    Inverted,
+    Close,
+    Comment,
+    Partial,
+    Delimiters,
+}
+
+impl<'a> Parser<'a> {
+    fn new(source: &'a str) -> Self {
+        Parser {
+            source,
+            pos: 0,
+            open: "{{".to_owned(),
+            close: "}}".to_owned(),
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.source[..offset].matches('\n').count() + 1
+    }
+
+    /// Finds the tag at `start` (where the opening delimiter is): its kind, name and end.
+    fn tag_at(&self, start: usize) -> Option<(TagKind, &'a str, usize)> {
+        let source = self.source;
+        let inner = start + self.open.len();
+        let rest = &source[inner..];
+        let trimmed = rest.trim_start_matches([' ', '\t', '\n', '\r']);
+        let body = inner + (rest.len() - trimmed.len());
+        let first = trimmed.chars().next()?;
+        let (kind, name_start, terminator) = match first {
+            '=' => (TagKind::Delimiters, body + 1, format!("={}", self.close)),
+            '{' => (
+                TagKind::Variable { escape: false },
+                body + 1,
+                format!("}}{}", self.close),
+            ),
+            '!' => (TagKind::Comment, body + 1, self.close.clone()),
+            '>' => (TagKind::Partial, body + 1, self.close.clone()),
+            '&' => (
+                TagKind::Variable { escape: false },
+                body + 1,
+                self.close.clone(),
+            ),
+            '/' => (TagKind::Close, body + 1, self.close.clone()),
+            '#' => (TagKind::Section, body + 1, self.close.clone()),
+            '^' => (TagKind::Inverted, body + 1, self.close.clone()),
+            _ => (TagKind::Variable { escape: true }, body, self.close.clone()),
+        };
+        let name_len = source[name_start..].find(&terminator)?;
+        let name = source[name_start..name_start + name_len].trim();
+        Some((kind, name, name_start + name_len + terminator.len()))
+    }
+
+    /// For a tag spanning `start..end`: if it stands alone on its line, the line's start and
+    /// the offset just past its line ending.
+    fn standalone(&self, start: usize, end: usize) -> Option<(usize, usize)> {
+        let line_start = self.source[..start].rfind('\n').map_or(0, |i| i + 1);
+        if line_start < self.pos
+            || !self.source[line_start..start]
+                .chars()
+                .all(|c| c == ' ' || c == '\t')
+        {
+            return None;
+        }
+        let rest = &self.source[end..];
+        let blank = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+        let after = &rest[blank..];
+        let eol = if after.is_empty() {
+            0
+        } else if after.starts_with("\r\n") {
+            2
+        } else if after.starts_with('\n') {
+            1
+        } else {
+            return None;
+        };
+        Some((line_start, end + blank + eol))
+    }
+
+    fn parse(mut self) -> Result<Template, SyntaxError> {
+        // Open sections: name, inverted, line, the nodes before it.
+        let mut open_sections: Vec<(String, bool, usize, Vec<Node>)> = Vec::new();
+        let mut nodes = Vec::new();
+        let mut text = String::new();
+        while self.pos < self.source.len() {
+            let Some(found) = self.source[self.pos..].find(&self.open) else {
+                text.push_str(&self.source[self.pos..]);
+                break;
+            };
+            let start = self.pos + found;
+            let Some((kind, name, end)) = self.tag_at(start) else {
+                // An unterminated tag is literal text.
+                text.push_str(&self.source[self.pos..start + self.open.len()]);
+                self.pos = start + self.open.len();
+                continue;
+            };
+            let line = self.line_of(start);
+            let can_stand_alone = !matches!(kind, TagKind::Variable { .. });
+            let (text_end, next, indent) =
+                match self.standalone(start, end).filter(|_| can_stand_alone) {
+                    Some((line_start, next)) => (line_start, next, &self.source[line_start..start]),
+                    None => (start, end, ""),
+                };
+            text.push_str(&self.source[self.pos..text_end]);
+            if !text.is_empty() {
+                nodes.push(Node::Text(std::mem::take(&mut text)));
+            }
+            self.pos = next;
+            match kind {
+                TagKind::Variable { escape } => nodes.push(Node::Variable {
+                    name: name.to_owned(),
+                    escape,
+                    line,
+                }),
+                TagKind::Comment => {}
+                TagKind::Partial => nodes.push(Node::Partial {
+                    name: name.to_owned(),
+                    indent: indent.to_owned(),
+                    line,
+                }),
+                TagKind::Delimiters => {
+                    let mut parts = name.split_whitespace();
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(open), Some(close), None) => {
+                            self.open = open.to_owned();
+                            self.close = close.to_owned();
+                        }
+                        _ => {
+                            return Err(SyntaxError {
+                                line,
+                                message: format!("invalid set-delimiter tag '{name}'"),
+                            })
+                        }
+                    }
+                }
+                TagKind::Section | TagKind::Inverted => {
+                    let inverted = kind == TagKind::Inverted;
+                    open_sections.push((
+                        name.to_owned(),
+                        inverted,
+                        line,
+                        std::mem::take(&mut nodes),
+                    ));
+                }
+                TagKind::Close => {
+                    let Some((open_name, inverted, open_line, before)) = open_sections.pop() else {
+                        return Err(SyntaxError {
+                            line,
+                            message: format!("section end tag {{{{/{name}}}}} closes no section"),
+                        });
+                    };
+                    if open_name != name {
+                        return Err(SyntaxError {
+                            line,
+                            message: format!(
+                                "section end tag mismatch: found {{{{/{name}}}}}, expected {{{{/{open_name}}}}}"
+                            ),
+                        });
+                    }
+                    let children = std::mem::replace(&mut nodes, before);
+                    nodes.push(Node::Section {
+                        name: open_name,
+                        inverted,
+                        nodes: children,
+                        line: open_line,
+                    });
+                }
+            }
+        }
+        if !text.is_empty() {
+            nodes.push(Node::Text(text));
+        }
+        if let Some((name, _, line, _)) = open_sections.pop() {
+            return Err(SyntaxError {
+                line,
+                message: format!("unclosed section '{name}'"),
+            });
+        }
+        Ok(Template { nodes })
+    }
+}
+
+struct Renderer<'v, 'p> {
+    stack: Vec<&'v Value>,
+    partials: &'p dyn PartialSource,
+    options: RenderOptions,
+    out: String,
+    misses: Vec<Missed>,
+    cache: RefCell<HashMap<String, Option<Rc<Template>>>>,
+    /// Inside a partial, misses are reported at the line of the outermost partial tag.
+    partial_line: Option<usize>,
+    depth: usize,
+}
+
+impl<'v> Renderer<'v, '_> {
+    fn miss(&mut self, line: usize, key: &str) {
+        let line = self.partial_line.unwrap_or(line);
+        self.misses.push(Missed {
+            line,
+            key: key.to_owned(),
+        });
+    }
+
+    /// Resolves a name as pystache does: `.` is the top of the stack; the first part of a
+    /// dotted name is searched top-down among frames that are objects containing it; later
+    /// parts must be keys of the object found. Lists cannot be indexed.
+    fn lookup(&self, name: &str) -> Option<&'v Value> {
+        if name == "." {
+            return self.stack.last().copied();
+        }
+        let mut parts = name.split('.');
+        let first = parts.next()?;
+        if first.is_empty() {
+            return None;
+        }
+        let mut value = self.stack.iter().rev().find_map(|frame| frame.get(first))?;
+        for part in parts {
+            value = value.get(part)?;
+        }
+        Some(value)
+    }
+
+    fn nodes(&mut self, nodes: &[Node]) {
+        for node in nodes {
+            match node {
+                Node::Text(text) => self.out.push_str(text),
+                Node::Variable { name, escape, line } => match self.lookup(name) {
+                    Some(value) => {
+                        let text = display(value);
+                        if *escape && self.options.html_escape {
+                            self.out.push_str(&html_escape(&text));
+                        } else {
+                            self.out.push_str(&text);
+                        }
+                    }
+                    None => self.miss(*line, name),
+                },
+                Node::Section {
+                    name,
+                    inverted,
+                    nodes,
+                    line,
+                } => {
+                    let value = self.lookup(name);
+                    if value.is_none() {
+                        self.miss(*line, name);
+                    }
+                    let truthy = value.is_some_and(Value::is_truthy);
+                    match (inverted, value) {
+                        (true, _) if !truthy => self.nodes(nodes),
+                        (false, Some(Value::Array(items))) if truthy => {
+                            for item in items {
+                                self.stack.push(item);
+                                self.nodes(nodes);
+                                self.stack.pop();
+                            }
+                        }
+                        (false, Some(value)) if truthy => {
+                            self.stack.push(value);
+                            self.nodes(nodes);
+                            self.stack.pop();
+                        }
+                        _ => {}
+                    }
+                }
+                Node::Partial { name, indent, line } => self.partial(name, indent, *line),
+            }
+        }
+    }
+
+    fn partial(&mut self, name: &str, indent: &str, line: usize) {
+        if self.depth >= MAX_PARTIAL_DEPTH {
+            return;
+        }
+        let key = format!("{indent}\0{name}");
+        let cached = self.cache.borrow().get(&key).cloned();
+        let template = match cached {
+            Some(template) => template,
+            None => {
+                let template = self.partials.load(name).map(|text| {
+                    let text = indent_lines(&text, indent);
+                    // A partial that does not parse renders as its text.
+                    Rc::new(Template::parse(&text).unwrap_or(Template {
+                        nodes: vec![Node::Text(text)],
+                    }))
+                });
+                self.cache.borrow_mut().insert(key, template.clone());
+                template
+            }
+        };
+        let Some(template) = template else {
+            self.miss(line, name);
+            return;
+        };
+        let outer = self.partial_line.replace(self.partial_line.unwrap_or(line));
+        self.depth += 1;
+        self.nodes(&template.nodes);
+        self.depth -= 1;
+        self.partial_line = outer;
+    }
+}
+
+/// Prefixes every line of a standalone partial with the tag's indentation.
+fn indent_lines(text: &str, indent: &str) -> String {
+    if indent.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        out.push_str(indent);
+        out.push_str(line);
+    }
+    out
+}
+
+/// How os-apply-config prints a value: strings raw, `null` empty, everything else as
+/// `json.dumps`.
+pub fn display(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        other => json::dumps(other),
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(template: &str, data: &str) -> String {
+        render_with(template, data, &NoPartials)
+    }
+
+    fn render_with(template: &str, data: &str, partials: &dyn PartialSource) -> String {
+        let context = json::parse(data).unwrap();
+        Template::parse(template)
+            .unwrap()
+            .render(&context, partials, RenderOptions::default())
+            .0
+    }
+
+    const M: &str = r#"{"a":{"b":"hello","n":5,"f":1.5,"t":true,"z":null,"l":[1,"x",{"k":"v"}],"d":{"x":1,"y":"é<&>"}},"html":"<b>&amp;\"'","empty":"","list":[{"name":"one"},{"name":"two"}],"strs":["p","q"]}"#;
+
+    #[test]
+    fn upstream_rendering_probes() {
+        let cases = [
+            (
+                "{{a.b}}|{{a.n}}|{{a.f}}|{{a.t}}|[{{a.z}}]",
+                "hello|5|1.5|true|[]",
+            ),
+            ("{{a.l}}", r#"[1, "x", {"k": "v"}]"#),
+            ("{{a.d}}", r#"{"x": 1, "y": "\u00e9<&>"}"#),
+            ("[{{a.l.0}}][{{no.such.key}}]", "[][]"),
+            (
+                "{{html}}{{{html}}}{{&html}}",
+                "<b>&amp;\"'<b>&amp;\"'<b>&amp;\"'",
+            ),
+            ("{{#list}}item={{name}}\n{{/list}}", "item=one\nitem=two\n"),
+            ("{{#strs}}s={{.}};{{/strs}}", "s=p;s=q;"),
+            ("{{^nothing}}inv{{/nothing}}", "inv"),
+            ("{{#a.d}}dx={{x}} outer={{a.b}}{{/a.d}}", "dx=1 outer=hello"),
+            ("{{=<% %>=}}delim=<% a.b %>", "delim=hello"),
+            ("{{#empty}}T{{/empty}}{{^empty}}F{{/empty}}", "F"),
+            ("{{#a.z}}T{{/a.z}}", ""),
+            ("x {{#a.t}}y{{/a.t}} z\n", "x y z\n"),
+            ("a\n{{! c }}\nb\n", "a\nb\n"),
+            ("x{{! multi\nline }}y", "xy"),
+            ("a\n  {{#a.t}}\nin\n  {{/a.t}}\nb\n", "a\nin\nb\n"),
+            (
+                "a\r\n  {{#a.t}}\r\nin\r\n  {{/a.t}}\r\nb\r\n",
+                "a\r\nin\r\nb\r\n",
+            ),
+            ("{{a.b", "{{a.b"),
+        ];
+        for (template, expected) in cases {
+            assert_eq!(render(template, M), expected, "{template:?}");
+        }
+    }
+
+    #[test]
+    fn sections_over_every_type() {
+        assert_eq!(
+            render("[{{#ls}}<{{.}}>{{/ls}}]", r#"{"ls":["a",null,true,1.5]}"#),
+            "[<a><><true><1.5>]"
+        );
+        assert_eq!(render("[{{#n}}<{{.}}>{{/n}}]", r#"{"n":5}"#), "[<5>]");
+        for falsy in ["0", "{}", "[]", "false", "null", "0.0"] {
+            let data = format!(r#"{{"x":{falsy}}}"#);
+            assert_eq!(render("{{#x}}Y{{/x}}{{^x}}N{{/x}}", &data), "N", "{falsy}");
+        }
+        assert_eq!(render("[{{#s}}<{{.}}>{{/s}}]", r#"{"s":"abc"}"#), "[<abc>]");
+        assert_eq!(
+            render("[{{#ll}}({{.}}){{/ll}}]", r#"{"ll":[[1,2],[3]]}"#),
+            "[([1, 2])([3])]"
+        );
+        assert_eq!(render("{{a b}}", r#"{"a b":1}"#), "1");
+        assert_eq!(render("{{ #f }}ok{{ /f }}", r#"{"f":false}"#), "");
+    }
+
+    #[test]
+    fn standalone_partials_are_indented() {
+        let partials: HashMap<String, String> =
+            [("p".to_owned(), "line1 {{v}}\nline2\n".to_owned())].into();
+        assert_eq!(
+            render_with("a\n  {{>p}}\nb\n", r#"{"v":"V"}"#, &partials),
+            "a\n  line1 V\n  line2\nb\n"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let error = Template::parse("x\n{{#foo}}bar={{bar}}{{/bar}}").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert_eq!(
+            error.message,
+            "section end tag mismatch: found {{/bar}}, expected {{/foo}}"
+        );
+        let error = Template::parse("a{{#t}}b").unwrap_err();
+        assert_eq!(
+            (error.line, error.message.as_str()),
+            (1, "unclosed section 't'")
+        );
+        assert!(Template::parse("a{{/t}}b").is_err());
+    }
+
+    #[test]
+    fn misses_are_collected_with_lines() {
+        let template = Template::parse("{{a}} {{b.c}}\n{{#s}}x{{/s}}{{z}}\n").unwrap();
+        let context = json::parse(r#"{"z":null}"#).unwrap();
+        let (_, misses) = template.render(&context, &NoPartials, RenderOptions::default());
+        let misses: Vec<(usize, &str)> = misses.iter().map(|m| (m.line, m.key.as_str())).collect();
+        assert_eq!(misses, [(1, "a"), (1, "b.c"), (2, "s")]);
+    }
+}

@@ -1,0 +1,134 @@
+//! The template tree: which files are templates, and rendering all of them before anything is
+//! written.
+
+use std::path::{Path, PathBuf};
+
+use crate::control::{self, Control};
+use crate::error::{Error, Result};
+use crate::json::Value;
+use crate::render::{ExecutableRenderer, MustacheRenderer, Renderer, TemplateRef};
+
+/// The suffix of control files.
+pub const CONTROL_SUFFIX: &str = ".oac";
+
+/// One template of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateFile {
+    /// Relative to the template root; also the output path relative to the output root.
+    pub relative: PathBuf,
+    pub path: PathBuf,
+    pub executable: bool,
+    /// `<template>.oac`, if present.
+    pub control: Option<PathBuf>,
+}
+
+/// Lists the templates under `root` in bytewise order of their relative paths: every file
+/// not ending in `.oac` (dotfiles and symlinks to files included); directory symlinks are not
+/// followed. A missing root has no templates.
+pub fn list_templates(root: &Path) -> Result<Vec<TemplateFile>> {
+    let mut templates = Vec::new();
+    if root.is_dir() {
+        walk(root, Path::new(""), &mut templates)?;
+    }
+    templates.sort_by(|a, b| a.relative.as_os_str().cmp(b.relative.as_os_str()));
+    Ok(templates)
+}
+
+fn walk(root: &Path, relative: &Path, out: &mut Vec<TemplateFile>) -> Result<()> {
+    let dir = root.join(relative);
+    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let relative = relative.join(&name);
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if file_type.is_dir() {
+            walk(root, &relative, out)?;
+            continue;
+        }
+        // A symlink to a directory is not walked (and is no template).
+        if file_type.is_symlink() && path.is_dir() {
+            continue;
+        }
+        if name.as_encoded_bytes().ends_with(CONTROL_SUFFIX.as_bytes()) {
+            continue;
+        }
+        let mut control_name = name.clone();
+        control_name.push(CONTROL_SUFFIX);
+        let control = dir.join(control_name);
+        let executable =
+            path.is_file() && nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_ok();
+        out.push(TemplateFile {
+            relative,
+            path,
+            executable,
+            control: control.exists().then_some(control),
+        });
+    }
+    Ok(())
+}
+
+/// What to do about missing keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Render them empty (upstream).
+    #[default]
+    Ignore,
+    /// Fail, listing every miss of every template.
+    Error,
+}
+
+/// A rendered template, ready to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub template: TemplateFile,
+    pub body: Vec<u8>,
+    pub control: Control,
+}
+
+/// Renders every template (mustache or executable) and reads every control file; the first
+/// error, or under [`MissingKey::Error`] the list of every miss, aborts before any write.
+pub fn render_all(root: &Path, context: &Value, missing: MissingKey) -> Result<Vec<Rendered>> {
+    let mustache = MustacheRenderer::new(root);
+    let executable = ExecutableRenderer;
+    let mut rendered = Vec::new();
+    let mut misses = Vec::new();
+    for template in list_templates(root)? {
+        let renderer: &dyn Renderer = if template.executable {
+            &executable
+        } else {
+            &mustache
+        };
+        let output = renderer.render(
+            TemplateRef {
+                path: &template.path,
+                name: &template.relative,
+            },
+            context,
+        )?;
+        misses.extend(output.misses);
+        let control = match &template.control {
+            Some(path) => control::read(path)?,
+            None => Control::default(),
+        };
+        rendered.push(Rendered {
+            template,
+            body: output.body,
+            control,
+        });
+    }
+    if missing == MissingKey::Error && !misses.is_empty() {
+        return Err(Error::MissingKeys { misses });
+    }
+    Ok(rendered)
+}
