@@ -12,6 +12,7 @@ use refresh_config::{Event, HookOutcome, PhaseFailure, SkipReason};
 use tracing::{error, info, Level, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -37,6 +38,51 @@ pub fn init(program: &'static str, level: Level) {
         .finish()
         .with(filter)
         .init();
+}
+
+/// Installs os-apply-config's logger: `[2024/01/31 12:00:00 PM] [INFO] message` on stderr
+/// and, when `log_file` is given, appended there too.
+pub fn init_apply_config(level: Level, log_file: Option<std::fs::File>) {
+    // SAFETY: as in `init`.
+    unsafe { tzset() };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .event_format(ApplyConfigFormat);
+    match log_file {
+        Some(file) => builder
+            .with_writer(std::io::stderr.and(std::sync::Arc::new(file)))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+struct ApplyConfigFormat;
+
+impl<S, N> FormatEvent<S, N> for ApplyConfigFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "ERROR",
+            Level::WARN => "WARNING",
+            Level::INFO => "INFO",
+            Level::DEBUG | Level::TRACE => "DEBUG",
+        };
+        write!(
+            writer,
+            "[{}] [{level}] ",
+            local_time("%Y/%m/%d %I:%M:%S %p", false)
+        )?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 extern "C" {

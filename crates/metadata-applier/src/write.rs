@@ -35,8 +35,16 @@ impl Action {
 /// One entry of the change report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The output root as given, joined with the template's relative path.
     pub path: PathBuf,
     pub action: Action,
+}
+
+impl Change {
+    /// The target as an absolute path, as the change report names it.
+    pub fn absolute_path(&self) -> PathBuf {
+        absolute(&self.path)
+    }
 }
 
 /// How a body reaches its target.
@@ -58,8 +66,9 @@ pub fn write_all(
 ) -> Result<()> {
     let root = absolute(output_root);
     for file in rendered {
-        let target = root.join(&file.template.relative);
-        check_inside(&root, &target)?;
+        // Named as the caller named the root (upstream logs `out/etc/x`), checked absolute.
+        let target = output_root.join(&file.template.relative);
+        check_inside(&root, &root.join(&file.template.relative))?;
         let action = if file.body.is_empty() && !file.control.allow_empty {
             writer.remove(&target)?
         } else {
@@ -91,9 +100,9 @@ fn check_inside(root: &Path, target: &Path) -> Result<()> {
     {
         return Err(escape());
     }
-    let real_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+    let real_root = canonical(root);
     let mut existing = target.parent();
-    while let Some(dir) = existing {
+    while let Some(dir) = existing.filter(|d| d.starts_with(root) && *d != root) {
         if let Ok(real) = fs::canonicalize(dir) {
             return if real.starts_with(&real_root) {
                 Ok(())
@@ -104,6 +113,24 @@ fn check_inside(root: &Path, target: &Path) -> Result<()> {
         existing = dir.parent();
     }
     Ok(())
+}
+
+/// The real path of `path`: its longest existing prefix resolved, the rest appended.
+fn canonical(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut current = path;
+    loop {
+        if let Ok(real) = fs::canonicalize(current) {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (current.parent(), current.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                current = parent;
+            }
+            _ => return path.to_owned(),
+        }
+    }
 }
 
 /// What the target should end up as: body, permission bits, owner, group.
