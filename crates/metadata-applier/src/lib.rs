@@ -31,4 +31,4 @@ pub use render::{
     TemplateRef,
 };
 pub use tree::{list_templates, render_all, MissingKey, Rendered, TemplateFile, CONTROL_SUFFIX};
-pub use write::{write_all, Action, AtomicWriter, Change, DryRunWriter, FileWriter};
+pub use write::{write_all, Action, AtomicWriter, Change, DryRunWriter, FileWriter, Target};

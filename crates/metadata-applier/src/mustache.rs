@@ -117,6 +117,9 @@ struct Parser<'a> {
     pos: usize,
     open: String,
     close: String,
+    /// Offset and line number of the last line lookup: tags come in order, so counting
+    /// newlines from there keeps parsing linear.
+    line_cursor: (usize, usize),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -137,11 +140,19 @@ impl<'a> Parser<'a> {
             pos: 0,
             open: "{{".to_owned(),
             close: "}}".to_owned(),
+            line_cursor: (0, 1),
         }
     }
 
-    fn line_of(&self, offset: usize) -> usize {
-        self.source[..offset].matches('\n').count() + 1
+    fn line_of(&mut self, offset: usize) -> usize {
+        let (from, line) = self.line_cursor;
+        let line = line
+            + self.source[from..offset]
+                .bytes()
+                .filter(|b| *b == b'\n')
+                .count();
+        self.line_cursor = (offset, line);
+        line
     }
 
     /// Finds the tag at `start` (where the opening delimiter is): its kind, name and end.
@@ -152,28 +163,30 @@ impl<'a> Parser<'a> {
         let trimmed = rest.trim_start_matches([' ', '\t', '\n', '\r']);
         let body = inner + (rest.len() - trimmed.len());
         let first = trimmed.chars().next()?;
-        let (kind, name_start, terminator) = match first {
-            '=' => (TagKind::Delimiters, body + 1, format!("={}", self.close)),
-            '{' => (
-                TagKind::Variable { escape: false },
-                body + 1,
-                format!("}}{}", self.close),
-            ),
-            '!' => (TagKind::Comment, body + 1, self.close.clone()),
-            '>' => (TagKind::Partial, body + 1, self.close.clone()),
-            '&' => (
-                TagKind::Variable { escape: false },
-                body + 1,
-                self.close.clone(),
-            ),
-            '/' => (TagKind::Close, body + 1, self.close.clone()),
-            '#' => (TagKind::Section, body + 1, self.close.clone()),
-            '^' => (TagKind::Inverted, body + 1, self.close.clone()),
-            _ => (TagKind::Variable { escape: true }, body, self.close.clone()),
+        // The tag ends at the closing delimiter, preceded by `=` or `}` for those kinds.
+        let (kind, name_start, before_close) = match first {
+            '=' => (TagKind::Delimiters, body + 1, Some('=')),
+            '{' => (TagKind::Variable { escape: false }, body + 1, Some('}')),
+            '!' => (TagKind::Comment, body + 1, None),
+            '>' => (TagKind::Partial, body + 1, None),
+            '&' => (TagKind::Variable { escape: false }, body + 1, None),
+            '/' => (TagKind::Close, body + 1, None),
+            '#' => (TagKind::Section, body + 1, None),
+            '^' => (TagKind::Inverted, body + 1, None),
+            _ => (TagKind::Variable { escape: true }, body, None),
         };
-        let name_len = source[name_start..].find(&terminator)?;
-        let name = source[name_start..name_start + name_len].trim();
-        Some((kind, name, name_start + name_len + terminator.len()))
+        let close = self.close.as_str();
+        let mut from = name_start;
+        let name_end = loop {
+            let at = from + source[from..].find(close)?;
+            match before_close {
+                None => break at,
+                Some(c) if at > name_start && source[..at].ends_with(c) => break at - c.len_utf8(),
+                Some(_) => from = at + 1,
+            }
+        };
+        let end = name_end + before_close.map_or(0, char::len_utf8) + close.len();
+        Some((kind, source[name_start..name_end].trim(), end))
     }
 
     /// For a tag spanning `start..end`: if it stands alone on its line, the line's start and
@@ -350,14 +363,11 @@ impl<'v> Renderer<'v, '_> {
             match node {
                 Node::Text(text) => self.out.push_str(text),
                 Node::Variable { name, escape, line } => match self.lookup(name) {
-                    Some(value) => {
-                        let text = display(value);
-                        if *escape && self.options.html_escape {
-                            self.out.push_str(&html_escape(&text));
-                        } else {
-                            self.out.push_str(&text);
-                        }
+                    Some(value) if *escape && self.options.html_escape => {
+                        self.out.push_str(&html_escape(&display(value)));
                     }
+                    Some(Value::String(text)) => self.out.push_str(text),
+                    Some(value) => self.out.push_str(&display(value)),
                     None => self.miss(*line, name),
                 },
                 Node::Section {

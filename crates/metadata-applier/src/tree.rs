@@ -99,36 +99,74 @@ pub struct Rendered {
 /// Renders every template (mustache or executable) and reads every control file; the first
 /// error, or under [`MissingKey::Error`] the list of every miss, aborts before any write.
 pub fn render_all(root: &Path, context: &Value, missing: MissingKey) -> Result<Vec<Rendered>> {
+    let templates = list_templates(root)?;
     let mustache = MustacheRenderer::new(root);
-    let executable = ExecutableRenderer;
-    let mut rendered = Vec::new();
-    let mut misses = Vec::new();
-    for template in list_templates(root)? {
-        let renderer: &dyn Renderer = if template.executable {
-            &executable
-        } else {
-            &mustache
-        };
-        let output = renderer.render(
-            TemplateRef {
-                path: &template.path,
-                name: &template.relative,
-            },
-            context,
-        )?;
-        misses.extend(output.misses);
-        let control = match &template.control {
-            Some(path) => control::read(path)?,
-            None => Control::default(),
-        };
-        rendered.push(Rendered {
-            template,
-            body: output.body,
-            control,
+    // Rendering is independent per template: spread it over the cores, keeping tree order.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = templates.len().div_ceil(threads).max(16);
+    let results: Vec<Result<Vec<(Rendered, Vec<crate::render::Miss>)>>> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = templates
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(|| {
+                        part.iter()
+                            .map(|t| render_one(t, &mustache, context))
+                            .collect()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
         });
+    let mut rendered = Vec::with_capacity(templates.len());
+    let mut misses = Vec::new();
+    for part in results {
+        for (file, missed) in part? {
+            rendered.push(file);
+            misses.extend(missed);
+        }
     }
     if missing == MissingKey::Error && !misses.is_empty() {
         return Err(Error::MissingKeys { misses });
     }
     Ok(rendered)
+}
+
+fn render_one(
+    template: &TemplateFile,
+    mustache: &MustacheRenderer,
+    context: &Value,
+) -> Result<(Rendered, Vec<crate::render::Miss>)> {
+    let renderer: &dyn Renderer = if template.executable {
+        &ExecutableRenderer
+    } else {
+        mustache
+    };
+    let output = renderer.render(
+        TemplateRef {
+            path: &template.path,
+            name: &template.relative,
+        },
+        context,
+    )?;
+    let control = match &template.control {
+        Some(path) => control::read(path)?,
+        None => Control::default(),
+    };
+    Ok((
+        Rendered {
+            template: template.clone(),
+            body: output.body,
+            control,
+        },
+        output.misses,
+    ))
 }

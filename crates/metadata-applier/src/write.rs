@@ -47,17 +47,34 @@ impl Change {
     }
 }
 
-/// How a body reaches its target.
-pub trait FileWriter {
-    /// Makes `target` hold `body` with the desired metadata.
-    fn write(&mut self, target: &Path, body: &[u8], control: &Control) -> Result<Action>;
-    /// Removes `target` (an empty body with `allow_empty: false`).
-    fn remove(&mut self, target: &Path) -> Result<Action>;
+/// One file to bring into its desired state.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub path: &'a Path,
+    pub body: &'a [u8],
+    pub control: &'a Control,
 }
 
-/// Writes every rendered file under `output_root`, in order, refusing targets whose existing
-/// directories lead outside the root. `on_change` sees each change as it happens, so that a
-/// failure still leaves the report of what was done.
+impl Target<'_> {
+    /// An empty body under `allow_empty: false` removes the file instead.
+    fn removes(&self) -> bool {
+        self.body.is_empty() && !self.control.allow_empty
+    }
+}
+
+/// How rendered bodies reach their targets.
+pub trait FileWriter {
+    /// Brings every target into its desired state, reporting each change as it takes effect;
+    /// on error, the changes reported so far are the ones made.
+    fn write_batch(
+        &mut self,
+        targets: &[Target<'_>],
+        on_change: &mut dyn FnMut(&Change),
+    ) -> Result<()>;
+}
+
+/// Writes every rendered file under `output_root`, refusing targets whose existing
+/// directories lead outside the root.
 pub fn write_all(
     rendered: &[Rendered],
     output_root: &Path,
@@ -65,21 +82,28 @@ pub fn write_all(
     on_change: &mut dyn FnMut(&Change),
 ) -> Result<()> {
     let root = absolute(output_root);
+    let real_root = canonical(&root);
+    let mut checked_dirs = std::collections::HashSet::new();
+    let mut paths = Vec::with_capacity(rendered.len());
     for file in rendered {
+        let target = root.join(&file.template.relative);
+        // Many files share a directory: resolve each directory once.
+        if checked_dirs.insert(target.parent().map(Path::to_owned)) {
+            check_inside(&root, &real_root, &target)?;
+        }
         // Named as the caller named the root (upstream logs `out/etc/x`), checked absolute.
-        let target = output_root.join(&file.template.relative);
-        check_inside(&root, &root.join(&file.template.relative))?;
-        let action = if file.body.is_empty() && !file.control.allow_empty {
-            writer.remove(&target)?
-        } else {
-            writer.write(&target, &file.body, &file.control)?
-        };
-        on_change(&Change {
-            path: target,
-            action,
-        });
+        paths.push(output_root.join(&file.template.relative));
     }
-    Ok(())
+    let targets: Vec<Target<'_>> = rendered
+        .iter()
+        .zip(&paths)
+        .map(|(file, path)| Target {
+            path,
+            body: &file.body,
+            control: &file.control,
+        })
+        .collect();
+    writer.write_batch(&targets, on_change)
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -88,7 +112,7 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// Refuses a target whose path climbs out of the root, or whose existing parent directories
 /// resolve (through symlinks) outside it.
-fn check_inside(root: &Path, target: &Path) -> Result<()> {
+fn check_inside(root: &Path, real_root: &Path, target: &Path) -> Result<()> {
     let escape = || Error::Escape {
         path: target.to_owned(),
         root: root.to_owned(),
@@ -100,7 +124,6 @@ fn check_inside(root: &Path, target: &Path) -> Result<()> {
     {
         return Err(escape());
     }
-    let real_root = canonical(root);
     let mut existing = target.parent();
     while let Some(dir) = existing.filter(|d| d.starts_with(root) && *d != root) {
         if let Ok(real) = fs::canonicalize(dir) {
@@ -168,12 +191,30 @@ fn is_unchanged(target: &Path, body: &[u8], control: &Control) -> bool {
         && fs::read(target).is_ok_and(|current| current == body)
 }
 
-/// Writes for real: unchanged targets are left alone; others get a temporary file in the
-/// target's directory (written, fsynced, chowned, chmodded) renamed over them, then the
-/// directory is fsynced. Every error path removes the temporary file.
+/// Writes for real, in three steps so that no target is ever half-written:
+/// 1. every changed body goes to a temporary file in its target's directory (written,
+///    chowned, chmodded); a failure here removes every temporary file and changes nothing;
+/// 2. they are made durable: each with `fsync` (and the directories created for them) when
+///    there are few, else with one `syncfs` per file system, which costs far less than
+///    hundreds of fsyncs;
+/// 3. each temporary file is renamed over its target, or an empty `allow_empty: false` target
+///    removed, in order; then the directories (or file systems) are synced again.
+///
+/// Targets whose content, mode and owner are already right are left untouched.
 #[derive(Debug, Default)]
 pub struct AtomicWriter {
     counter: u64,
+    /// Directories created while staging, whose parents need syncing.
+    created_dirs: Vec<PathBuf>,
+}
+
+/// Above this many staged files one `syncfs` replaces the per-file fsyncs.
+const PER_FILE_SYNC_LIMIT: usize = 16;
+
+/// A body waiting in its temporary file.
+struct Staged {
+    temp: PathBuf,
+    file: File,
 }
 
 impl AtomicWriter {
@@ -190,25 +231,20 @@ impl AtomicWriter {
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         target.with_file_name(format!(".{name}.{:016x}.tmp", hasher.finish()))
     }
-}
 
-impl FileWriter for AtomicWriter {
-    fn write(&mut self, target: &Path, body: &[u8], control: &Control) -> Result<Action> {
-        if is_unchanged(target, body, control) {
-            return Ok(Action::Unchanged);
-        }
-        let desired = desired(target, control);
-        let dir = target.parent().unwrap_or(Path::new("."));
-        create_parents(dir)?;
+    fn stage(&mut self, target: &Target<'_>) -> Result<Staged> {
+        let desired = desired(target.path, target.control);
+        let dir = target.path.parent().unwrap_or(Path::new("."));
+        create_parents(dir, &mut self.created_dirs)?;
         let failed = |action: &'static str| {
             move |source: io::Error| Error::Write {
-                path: target.to_owned(),
+                path: target.path.to_owned(),
                 action,
                 source,
             }
         };
         let (temp, mut file) = loop {
-            let temp = self.temp_name(target);
+            let temp = self.temp_name(target.path);
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -221,65 +257,160 @@ impl FileWriter for AtomicWriter {
             }
         };
         let result = (|| {
-            file.write_all(body).map_err(failed("write"))?;
-            file.sync_all().map_err(failed("fsync"))?;
+            file.write_all(target.body).map_err(failed("write"))?;
             if desired.uid.is_some() || desired.gid.is_some() {
                 std::os::unix::fs::fchown(&file, desired.uid, desired.gid)
                     .map_err(failed("chown"))?;
             }
             // After chown, which clears set-id bits.
             file.set_permissions(fs::Permissions::from_mode(desired.mode))
-                .map_err(failed("chmod"))?;
-            fs::rename(&temp, target).map_err(failed("rename"))?;
-            sync_dir(dir).map_err(failed("fsync directory"))
+                .map_err(failed("chmod"))
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result.map(|()| Action::Written)
-    }
-
-    fn remove(&mut self, target: &Path) -> Result<Action> {
-        match fs::remove_file(target) {
-            Ok(()) => {
-                let dir = target.parent().unwrap_or(Path::new("."));
-                sync_dir(dir).map_err(|source| Error::Write {
-                    path: target.to_owned(),
-                    action: "fsync directory",
-                    source,
-                })?;
-                Ok(Action::Deleted)
+        match result {
+            Ok(()) => Ok(Staged { temp, file }),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(e)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Action::NotCreated),
-            Err(source) => Err(Error::Write {
-                path: target.to_owned(),
-                action: "delete",
-                source,
-            }),
         }
     }
 }
 
-/// Creates missing parents (0777 & ~umask) and fsyncs the parent of each one created.
-fn create_parents(dir: &Path) -> Result<()> {
+impl FileWriter for AtomicWriter {
+    fn write_batch(
+        &mut self,
+        targets: &[Target<'_>],
+        on_change: &mut dyn FnMut(&Change),
+    ) -> Result<()> {
+        let mut staged: Vec<Option<Staged>> = Vec::with_capacity(targets.len());
+        let discard = |staged: &mut Vec<Option<Staged>>| {
+            for entry in staged.iter_mut().filter_map(Option::take) {
+                let _ = fs::remove_file(&entry.temp);
+            }
+        };
+        for target in targets {
+            let entry =
+                if target.removes() || is_unchanged(target.path, target.body, target.control) {
+                    None
+                } else {
+                    match self.stage(target) {
+                        Ok(entry) => Some(entry),
+                        Err(e) => {
+                            discard(&mut staged);
+                            return Err(e);
+                        }
+                    }
+                };
+            staged.push(entry);
+        }
+        let count = staged.iter().flatten().count();
+        let per_file = count <= PER_FILE_SYNC_LIMIT;
+        let synced = if per_file {
+            let created_parents = self.created_dirs.iter().filter_map(|d| d.parent());
+            staged
+                .iter()
+                .flatten()
+                .try_for_each(|s| s.file.sync_all())
+                .and_then(|()| {
+                    created_parents
+                        .map(|d| d.to_owned())
+                        .try_for_each(|d| sync_dir(&d))
+                })
+        } else {
+            sync_filesystems(staged.iter().flatten().map(|s| &s.file))
+        };
+        self.created_dirs.clear();
+        if let Err(e) = synced {
+            discard(&mut staged);
+            return Err(Error::Io {
+                what: "syncing the written files".to_owned(),
+                source: e,
+            });
+        }
+        let mut synced_dirs = Vec::new();
+        for (index, target) in targets.iter().enumerate() {
+            let action = match staged[index].take() {
+                Some(entry) => match fs::rename(&entry.temp, target.path) {
+                    Ok(()) => Action::Written,
+                    Err(source) => {
+                        let _ = fs::remove_file(&entry.temp);
+                        discard(&mut staged);
+                        return Err(Error::Write {
+                            path: target.path.to_owned(),
+                            action: "rename",
+                            source,
+                        });
+                    }
+                },
+                None if target.removes() => match fs::remove_file(target.path) {
+                    Ok(()) => Action::Deleted,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Action::NotCreated,
+                    Err(source) => {
+                        discard(&mut staged);
+                        return Err(Error::Write {
+                            path: target.path.to_owned(),
+                            action: "delete",
+                            source,
+                        });
+                    }
+                },
+                None => Action::Unchanged,
+            };
+            if matches!(action, Action::Written | Action::Deleted) {
+                synced_dirs.push(target.path.parent().unwrap_or(Path::new(".")).to_owned());
+            }
+            on_change(&Change {
+                path: target.path.to_owned(),
+                action,
+            });
+        }
+        // The renames and removals, durable: one flush per file system again.
+        synced_dirs.sort();
+        synced_dirs.dedup();
+        let dirs: Vec<File> = synced_dirs
+            .iter()
+            .filter_map(|d| File::open(d).ok())
+            .collect();
+        sync_filesystems(dirs.iter()).map_err(|source| Error::Io {
+            what: "syncing the output directories".to_owned(),
+            source,
+        })
+    }
+}
+
+/// `syncfs` once for each file system holding one of `files`.
+fn sync_filesystems<'a>(files: impl Iterator<Item = &'a File>) -> io::Result<()> {
+    let mut devices = Vec::new();
+    for file in files {
+        let device = file.metadata()?.dev();
+        if !devices.contains(&device) {
+            devices.push(device);
+            nix::unistd::syncfs(file).map_err(io::Error::from)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates missing parents (0777 & ~umask), recording each one created.
+fn create_parents(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
     let mut missing = Vec::new();
     let mut current = Some(dir);
-    while let Some(path) = current.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+    while let Some(path) = current.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
         missing.push(path);
         current = path.parent();
     }
-    for path in missing.iter().rev() {
-        let failed = |source| Error::Write {
-            path: path.to_path_buf(),
-            action: "create directory",
-            source,
-        };
+    for path in missing.into_iter().rev() {
         match fs::create_dir(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(failed(e)),
+            Ok(()) => created.push(path.to_owned()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
+            Err(source) => {
+                return Err(Error::Write {
+                    path: path.to_owned(),
+                    action: "create directory",
+                    source,
+                })
+            }
         }
-        sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(failed)?;
     }
     Ok(())
 }
@@ -293,19 +424,28 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 pub struct DryRunWriter;
 
 impl FileWriter for DryRunWriter {
-    fn write(&mut self, target: &Path, body: &[u8], control: &Control) -> Result<Action> {
-        Ok(if is_unchanged(target, body, control) {
-            Action::Unchanged
-        } else {
-            Action::Written
-        })
-    }
-
-    fn remove(&mut self, target: &Path) -> Result<Action> {
-        Ok(if fs::symlink_metadata(target).is_ok() {
-            Action::Deleted
-        } else {
-            Action::NotCreated
-        })
+    fn write_batch(
+        &mut self,
+        targets: &[Target<'_>],
+        on_change: &mut dyn FnMut(&Change),
+    ) -> Result<()> {
+        for target in targets {
+            let action = if target.removes() {
+                if fs::symlink_metadata(target.path).is_ok() {
+                    Action::Deleted
+                } else {
+                    Action::NotCreated
+                }
+            } else if is_unchanged(target.path, target.body, target.control) {
+                Action::Unchanged
+            } else {
+                Action::Written
+            };
+            on_change(&Change {
+                path: target.path.to_owned(),
+                action,
+            });
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Side-by-side timing of os-apply-config, ours (release build) against upstream 14.1.0, each
+# run ROUNDS times interleaved, medians and ratios printed:
+#   1. one template, first write into an empty output root, and again (steady state);
+#   2. 500 templates x 200 keys, first write, and again over its own output;
+#   3. one --key lookup.
+# First writes are dominated by the file system's cost of creating files and directories
+# (both tools create the same ones) and by our fsyncs; the steady state is what a machine
+# sees on every os-collect-config cycle.
+# Upstream runs with a private /var/log (it logs there as root), ours with --log-file none.
+#
+#   scripts/bench-apply-config.sh [ROUNDS]     (default 9)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-9}
+
+source scripts/peers.sh
+upstream=$(ensure_peer os-apply-config)
+cargo build --release --quiet --example os-apply-config
+ours=$PWD/target/release/examples/os-apply-config
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 - "$work" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+meta = {f"key{i}": f"value number {i} <&>" for i in range(200)}
+meta["nested"] = {"list": [1, 2.5, "x"], "flag": True}
+json.dump(meta, open(f"{work}/meta.json", "w"))
+os.makedirs(f"{work}/one/etc")
+open(f"{work}/one/etc/app.conf", "w").write("[DEFAULT]\nname = {{key1}}\nlist = {{nested.list}}\n")
+for t in range(500):
+    d = f"{work}/many/etc/svc{t // 50}"
+    os.makedirs(d, exist_ok=True)
+    body = "".join(f"k{i} = {{{{key{i}}}}}\n" for i in range(200))
+    open(f"{d}/file{t}.conf", "w").write(body)
+PY
+
+run_upstream() {
+    unshare --mount --propagation private sh -c 'mount -t tmpfs none /var/log && exec "$@"' \
+        sh "$upstream/bin/os-apply-config" --fallback-metadata "$@"
+}
+run_ours() { "$ours" --log-file none --fallback-metadata "$@"; }
+
+declare -A samples
+measure() { # name command...
+    local name=$1 start end
+    shift
+    start=$EPOCHREALTIME
+    "$@" >/dev/null 2>&1 || { echo "$name failed" >&2; exit 1; }
+    end=$EPOCHREALTIME
+    samples[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f", b - a }') "
+}
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+for ((r = 0; r < rounds; r++)); do
+    for tool in ours upstream; do
+        rm -rf "$work/out-$tool-1" "$work/out-$tool-many"
+        measure "$tool one template" "run_$tool" -t "$work/one" -m "$work/meta.json" -o "$work/out-$tool-1"
+        measure "$tool one unchanged" "run_$tool" -t "$work/one" -m "$work/meta.json" -o "$work/out-$tool-1"
+        measure "$tool 500x200 first write" "run_$tool" -t "$work/many" -m "$work/meta.json" -o "$work/out-$tool-many"
+        measure "$tool 500x200 unchanged" "run_$tool" -t "$work/many" -m "$work/meta.json" -o "$work/out-$tool-many"
+        measure "$tool --key" "run_$tool" -m "$work/meta.json" --key nested.list --type raw
+    done
+done
+
+echo "os-apply-config, median of $rounds interleaved runs on $(nproc) cores:"
+for bench in "one template" "one unchanged" "500x200 first write" "500x200 unchanged" "--key"; do
+    o=$(median "${samples[ours $bench]}")
+    u=$(median "${samples[upstream $bench]}")
+    awk -v b="$bench" -v o="$o" -v u="$u" \
+        'BEGIN { printf "  %-22s ours %8.4f s   upstream %8.4f s   %6.1fx faster\n", b, o, u, u / o }'
+done
