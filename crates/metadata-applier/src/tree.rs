@@ -106,26 +106,25 @@ pub fn render_all(root: &Path, context: &Value, missing: MissingKey) -> Result<V
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = templates.len().div_ceil(threads).max(16);
-    let results: Vec<Result<Vec<(Rendered, Vec<crate::render::Miss>)>>> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = templates
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(|| {
-                        part.iter()
-                            .map(|t| render_one(t, &mustache, context))
-                            .collect()
-                    })
+    let results: Vec<Result<Vec<RenderedWithMisses>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = templates
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(|| {
+                    part.iter()
+                        .map(|t| render_one(t, &mustache, context))
+                        .collect()
                 })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
     let mut rendered = Vec::with_capacity(templates.len());
     let mut misses = Vec::new();
     for part in results {
@@ -140,11 +139,14 @@ pub fn render_all(root: &Path, context: &Value, missing: MissingKey) -> Result<V
     Ok(rendered)
 }
 
+/// A rendered template and the lookups that missed in it.
+type RenderedWithMisses = (Rendered, Vec<crate::render::Miss>);
+
 fn render_one(
     template: &TemplateFile,
     mustache: &MustacheRenderer,
     context: &Value,
-) -> Result<(Rendered, Vec<crate::render::Miss>)> {
+) -> Result<RenderedWithMisses> {
     let renderer: &dyn Renderer = if template.executable {
         &ExecutableRenderer
     } else {

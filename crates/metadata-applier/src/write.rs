@@ -127,7 +127,7 @@ fn check_inside(root: &Path, real_root: &Path, target: &Path) -> Result<()> {
     let mut existing = target.parent();
     while let Some(dir) = existing.filter(|d| d.starts_with(root) && *d != root) {
         if let Ok(real) = fs::canonicalize(dir) {
-            return if real.starts_with(&real_root) {
+            return if real.starts_with(real_root) {
                 Ok(())
             } else {
                 Err(escape())
