@@ -135,9 +135,17 @@ pub(crate) fn run_case(case: &Path, tools: &Tools) -> Result<(Run, String), Stri
         ));
     }
 
-    let cmd = read(case, "cmd").ok_or("no cmd file")?;
+    if !case.join("cmd").is_file() {
+        return Err("no cmd file".to_owned());
+    }
+    // The cmd snippet may use the helpers of lib.sh too.
     let mut command = Command::new("bash");
-    command.arg("-c").arg(&cmd);
+    command
+        .arg("-c")
+        .arg(r#"source "$1"; source "$2""#)
+        .arg("cmd")
+        .arg(case.parent().unwrap_or(case).join("lib.sh"))
+        .arg(case.join("cmd"));
     base(&mut command);
     for line in read(case, "env").unwrap_or_default().lines() {
         if let Some((k, v)) = line.split_once('=') {

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("could not open {} for reading: {source}", path.display())]
+    #[error("Could not open {} for reading. {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
 
-    #[error("could not parse metadata file {}: {source}", path.display())]
+    #[error("Could not parse metadata file: {} ({source})", path.display())]
     Metadata {
         path: PathBuf,
         source: crate::json::ParseError,

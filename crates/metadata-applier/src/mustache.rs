@@ -284,7 +284,7 @@ impl<'a> Parser<'a> {
                     let Some((open_name, inverted, open_line, before)) = open_sections.pop() else {
                         return Err(SyntaxError {
                             line,
-                            message: format!("section end tag {{{{/{name}}}}} closes no section"),
+                            message: format!("section end tag mismatch: found {{{{/{name}}}}} with no section open"),
                         });
                     };
                     if open_name != name {
