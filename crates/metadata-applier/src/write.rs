@@ -449,3 +449,40 @@ impl FileWriter for DryRunWriter {
         Ok(())
     }
 }
+
+/// Replaces `path` with `bytes` (mode `mode`) through a temporary file in the same
+/// directory: write, fsync, rename, fsync the directory; the temporary file is removed on
+/// every error path. For small files written one at a time (caches, reports).
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut attempt = 0u32;
+    let (temp, mut file) = loop {
+        attempt += 1;
+        let temp = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+        {
+            Ok(file) => break (temp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let result = (|| {
+        file.write_all(bytes)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
