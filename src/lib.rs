@@ -5,5 +5,6 @@
 //! The libraries under `crates/` never print; everything a user sees on stderr is formatted
 //! here, so this is the one place that decides what the log looks like.
 
+pub mod ini;
 pub mod logging;
 pub mod report;

@@ -53,11 +53,10 @@ impl Ec2 {
     }
 
     fn get(&self, url: &str) -> Result<String, SourceError> {
-        let mut response = self
-            .agent
-            .get(url)
-            .call()
-            .map_err(|e| SourceError::NotAvailable(format!("{url}: {e}")))?;
+        let mut response =
+            self.agent.get(url).call().map_err(|e| {
+                SourceError::NotAvailable(format!("{url}: {}", super::http_error(&e)))
+            })?;
         response
             .body_mut()
             .read_to_string()

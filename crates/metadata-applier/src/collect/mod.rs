@@ -24,6 +24,21 @@ pub use local::Local;
 #[cfg(feature = "http")]
 pub use request::{parse_http_date, Request};
 
+/// An HTTP failure as one line, naming the status like Python's requests (`403 Forbidden`).
+#[cfg(feature = "http")]
+fn http_error(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::StatusCode(code) => {
+            let reason = ureq::http::StatusCode::from_u16(*code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            format!("{code} {reason}")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The collectors os-collect-config knows, in its default order.
 pub const DEFAULT_COLLECTORS: [&str; 7] = [
     "heat_local",

@@ -36,6 +36,10 @@ impl Request {
     fn unavailable(url: &str, error: impl std::fmt::Display) -> SourceError {
         SourceError::NotAvailable(format!("{url}: {error}"))
     }
+
+    fn failed(url: &str, error: &ureq::Error) -> SourceError {
+        SourceError::NotAvailable(format!("{url}: {}", super::http_error(error)))
+    }
 }
 
 impl Collector for Request {
