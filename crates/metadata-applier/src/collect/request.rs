@@ -56,7 +56,7 @@ impl Collector for Request {
             .agent
             .head(&url)
             .call()
-            .map_err(|e| Self::unavailable(&url, e))?;
+            .map_err(|e| Self::failed(&url, &e))?;
         let header = head
             .headers()
             .get("last-modified")
@@ -82,7 +82,7 @@ impl Collector for Request {
             .agent
             .get(&url)
             .call()
-            .map_err(|e| Self::unavailable(&url, e))?;
+            .map_err(|e| Self::failed(&url, &e))?;
         let body = response
             .body_mut()
             .read_to_string()
