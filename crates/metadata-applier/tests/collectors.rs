@@ -1,0 +1,416 @@
+//! The HTTP collectors against a real HTTP server on 127.0.0.1 serving an EC2-style metadata
+//! tree and a request document; the cache protocol through a full cycle.
+
+#![cfg(feature = "http")]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use metadata_applier::collect::{
+    collect_and_store, Cache, CollectContext, Collector, Ec2, Ec2Options, Request, SourceError,
+};
+use metadata_applier::json::{self, Value};
+
+/// What the server answers for one path.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn ok(body: &str) -> Reply {
+    Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: body.to_owned(),
+    }
+}
+
+/// A minimal HTTP/1.1 server: one thread, one request per connection, replies from a table,
+/// every request counted as `METHOD path`.
+struct Server {
+    base: String,
+    routes: Arc<Mutex<HashMap<String, Reply>>>,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(routes: HashMap<String, Reply>, silent: bool) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let routes = Arc::new(Mutex::new(routes));
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let (table, log) = (Arc::clone(&routes), Arc::clone(&hits));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if silent {
+                    // Accept and never answer: the client's deadline must end it.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(30));
+                        drop(stream);
+                    });
+                    continue;
+                }
+                let _ = answer(stream, &table, &log);
+            }
+        });
+        Server { base, routes, hits }
+    }
+
+    fn hits(&self) -> Vec<String> {
+        self.hits.lock().expect("hits").clone()
+    }
+}
+
+fn answer(
+    mut stream: TcpStream,
+    routes: &Mutex<HashMap<String, Reply>>,
+    hits: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    hits.lock().expect("hits").push(format!("{method} {path}"));
+    let reply = routes
+        .lock()
+        .expect("routes")
+        .get(path)
+        .cloned()
+        .unwrap_or(Reply {
+            status: 404,
+            headers: Vec::new(),
+            body: "not found".to_owned(),
+        });
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if method != "HEAD" {
+        stream.write_all(reply.body.as_bytes())?;
+    }
+    stream.flush()
+}
+
+/// The EC2 tree of the upstream tests (spec §6.5), under /latest/meta-data/.
+fn ec2_routes() -> HashMap<String, Reply> {
+    let base = "/latest/meta-data/";
+    let mut routes = HashMap::new();
+    let mut add = |path: &str, body: &str| {
+        routes.insert(format!("{base}{path}"), ok(body));
+    };
+    add("", "local-ipv4\nreservation-id\nlocal-hostname\nami-launch-index\npublic-hostname\nhostname\nami-id\ninstance-action\npublic-ipv4\ninstance-type\nplacement/\nmpi/\nblock-device-mapping/\npublic-keys/\ninstance-id");
+    add("local-ipv4", "192.0.2.1");
+    add("public-ipv4", "192.0.2.1");
+    add("reservation-id", "r-1234");
+    add("ami-id", "ami-5678");
+    add("instance-id", "i-9abc");
+    add("local-hostname", "foo");
+    add("public-hostname", "foo");
+    add("hostname", "foo");
+    add("ami-launch-index", "0");
+    add("instance-action", "none");
+    add("instance-type", "flavor.small");
+    add("placement/", "availability-zone");
+    add("placement/availability-zone", "foo-az");
+    add("mpi/", "foo-keypair");
+    add("mpi/foo-keypair", "192.0.2.1 slots=1");
+    add("block-device-mapping/", "ami\nroot\nephemeral0");
+    add("block-device-mapping/ami", "vda");
+    add("block-device-mapping/root", "/dev/vda");
+    add("block-device-mapping/ephemeral0", "/dev/vdb");
+    add("public-keys/", "0=foo-keypair");
+    add("public-keys/0/", "openssh-key");
+    add(
+        "public-keys/0/openssh-key",
+        "ssh-rsa AAAAAAAAABBBBBBBBCCCCCCCC",
+    );
+    routes
+}
+
+fn ec2(server: &Server, timeout: Duration) -> Ec2 {
+    Ec2::new(Ec2Options {
+        metadata_url: format!("{}/latest/meta-data", server.base),
+        timeout,
+        config_drive_path: None,
+        config_drive: false,
+    })
+}
+
+fn context(dir: &std::path::Path) -> CollectContext {
+    CollectContext {
+        cache_dir: dir.to_owned(),
+    }
+}
+
+#[test]
+fn ec2_walks_the_metadata_tree() {
+    let server = Server::start(ec2_routes(), false);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let entries = ec2(&server, Duration::from_secs(5))
+        .collect(&context(cache.path()))
+        .expect("collect");
+    assert_eq!(entries.len(), 1);
+    let tree = &entries[0].1;
+    assert_eq!(entries[0].0, "ec2");
+    assert_eq!(
+        tree.get("local-ipv4"),
+        Some(&Value::String("192.0.2.1".to_owned()))
+    );
+    assert_eq!(
+        json::dumps(tree.get("placement").expect("placement")),
+        r#"{"availability-zone": "foo-az"}"#
+    );
+    assert_eq!(
+        json::dumps(tree.get("mpi").expect("mpi")),
+        r#"{"foo-keypair": "192.0.2.1 slots=1"}"#
+    );
+    assert_eq!(
+        json::dumps(tree.get("block-device-mapping").expect("bdm")),
+        r#"{"ami": "vda", "root": "/dev/vda", "ephemeral0": "/dev/vdb"}"#
+    );
+    assert_eq!(
+        json::dumps(tree.get("public-keys").expect("keys")),
+        r#"{"0": {"openssh-key": "ssh-rsa AAAAAAAAABBBBBBBBCCCCCCCC"}}"#
+    );
+}
+
+#[test]
+fn ec2_serves_its_cache_without_asking() {
+    let server = Server::start(HashMap::new(), false);
+    let cache = tempfile::tempdir().expect("temp dir");
+    std::fs::write(cache.path().join("ec2.json"), r#"{"cached": "yes"}"#).expect("cache");
+    let entries = ec2(&server, Duration::from_secs(5))
+        .collect(&context(cache.path()))
+        .expect("collect");
+    assert_eq!(json::dumps(&entries[0].1), r#"{"cached": "yes"}"#);
+    assert!(server.hits().is_empty(), "{:?}", server.hits());
+    // An empty cache is fetched again (and here the service fails).
+    std::fs::write(cache.path().join("ec2.json"), "{}").expect("cache");
+    assert!(ec2(&server, Duration::from_secs(5))
+        .collect(&context(cache.path()))
+        .is_err());
+}
+
+#[test]
+fn ec2_failures_make_the_source_unavailable() {
+    let mut routes = HashMap::new();
+    routes.insert(
+        "/latest/meta-data/".to_owned(),
+        Reply {
+            status: 403,
+            headers: Vec::new(),
+            body: String::new(),
+        },
+    );
+    let server = Server::start(routes, false);
+    let cache = tempfile::tempdir().expect("temp dir");
+    match ec2(&server, Duration::from_secs(5)).collect(&context(cache.path())) {
+        Err(SourceError::NotAvailable(reason)) => {
+            assert!(reason.contains("403 Forbidden"), "{reason}")
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn ec2_listing_with_a_trailing_newline_is_fine() {
+    let mut routes = HashMap::new();
+    routes.insert(
+        "/latest/meta-data/".to_owned(),
+        ok("hostname\nplacement/\n"),
+    );
+    routes.insert("/latest/meta-data/hostname".to_owned(), ok("foo"));
+    routes.insert(
+        "/latest/meta-data/placement/".to_owned(),
+        ok("availability-zone\n"),
+    );
+    routes.insert(
+        "/latest/meta-data/placement/availability-zone".to_owned(),
+        ok("az"),
+    );
+    let server = Server::start(routes, false);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let entries = ec2(&server, Duration::from_secs(5))
+        .collect(&context(cache.path()))
+        .expect("collect");
+    assert_eq!(
+        json::dumps(&entries[0].1),
+        r#"{"hostname": "foo", "placement": {"availability-zone": "az"}}"#
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_is_bounded_by_the_timeout() {
+    let server = Server::start(HashMap::new(), true);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let result = ec2(&server, Duration::from_secs(1)).collect(&context(cache.path()));
+    assert!(
+        matches!(result, Err(SourceError::NotAvailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn ec2_reads_a_config_drive_path_first() {
+    let drive = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(drive.path().join("ec2/latest")).expect("mkdir");
+    std::fs::write(
+        drive.path().join("ec2/latest/meta-data.json"),
+        r#"{"from": "drive"}"#,
+    )
+    .expect("write");
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut collector = Ec2::new(Ec2Options {
+        metadata_url: "http://127.0.0.1:9/nothing".to_owned(),
+        timeout: Duration::from_secs(1),
+        config_drive_path: Some(drive.path().to_owned()),
+        config_drive: true,
+    });
+    let entries = collector.collect(&context(cache.path())).expect("collect");
+    assert_eq!(json::dumps(&entries[0].1), r#"{"from": "drive"}"#);
+}
+
+const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+fn request_routes(body: &str, last_modified: Option<&str>) -> HashMap<String, Reply> {
+    let headers = last_modified
+        .map(|v| vec![("Last-Modified".to_owned(), v.to_owned())])
+        .unwrap_or_default();
+    [(
+        "/doc".to_owned(),
+        Reply {
+            status: 200,
+            headers,
+            body: body.to_owned(),
+        },
+    )]
+    .into()
+}
+
+#[test]
+fn request_fetches_only_when_last_modified_advances() {
+    let server = Server::start(
+        request_routes(
+            r#"{"int1":1,"strfoo":"foo","map_ab":{"a":"apple","b":"banana"}}"#,
+            Some(LAST_MODIFIED),
+        ),
+        false,
+    );
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut request = Request::new(
+        Some(format!("{}/doc", server.base)),
+        Duration::from_secs(5),
+        vec!["deployments".to_owned()],
+    );
+    for _ in 0..3 {
+        let entries = request.collect(&context(cache.path())).expect("collect");
+        assert_eq!(entries[0].0, "request");
+        assert_eq!(
+            json::dumps(&entries[0].1),
+            r#"{"int1": 1, "strfoo": "foo", "map_ab": {"a": "apple", "b": "banana"}}"#
+        );
+    }
+    let hits = server.hits();
+    assert_eq!(
+        hits.iter().filter(|h| h.starts_with("HEAD")).count(),
+        3,
+        "{hits:?}"
+    );
+    assert_eq!(
+        hits.iter().filter(|h| h.starts_with("GET")).count(),
+        1,
+        "{hits:?}"
+    );
+    // A newer Last-Modified is fetched; an unparsable one is treated as absent and fetched.
+    server.routes.lock().expect("routes").extend(request_routes(
+        r#"{"v":2}"#,
+        Some("Mon, 07 Nov 1994 08:49:37 GMT"),
+    ));
+    assert_eq!(
+        json::dumps(&request.collect(&context(cache.path())).expect("collect")[0].1),
+        r#"{"v": 2}"#
+    );
+    server.routes.lock().expect("routes").extend(request_routes(
+        r#"{"v":3}"#,
+        Some("Wed, 21 Oct 2015 07:28:00 +0000"),
+    ));
+    assert_eq!(
+        json::dumps(&request.collect(&context(cache.path())).expect("collect")[0].1),
+        r#"{"v": 3}"#
+    );
+}
+
+#[test]
+fn request_without_url_is_not_configured_and_bad_bodies_are_unavailable() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut unset = Request::new(None, Duration::from_secs(1), Vec::new());
+    assert_eq!(
+        unset.collect(&context(cache.path())),
+        Err(SourceError::NotConfigured)
+    );
+    for body in ["[1, 2]", "{"] {
+        let server = Server::start(request_routes(body, None), false);
+        let mut request = Request::new(
+            Some(format!("{}/doc", server.base)),
+            Duration::from_secs(5),
+            Vec::new(),
+        );
+        assert!(
+            matches!(
+                request.collect(&context(cache.path())),
+                Err(SourceError::NotAvailable(_))
+            ),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn a_cycle_stores_changes_and_commits_nothing_by_itself() {
+    let server = Server::start(ec2_routes(), false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = Cache::new(&dir.path().join("cache"));
+    let mut collectors: Vec<Box<dyn Collector>> =
+        vec![Box::new(ec2(&server, Duration::from_secs(5)))];
+    let first = collect_and_store(&mut collectors, &cache).expect("cycle");
+    assert_eq!(first.changed, ["ec2"]);
+    assert_eq!(first.paths, [cache.path("ec2")]);
+    let list = std::fs::read_to_string(cache.dir().join("os_config_files.json")).expect("list");
+    assert_eq!(list, format!("[\"{}\"]", cache.path("ec2").display()));
+    // Not committed: still a change next cycle (served from the ec2 cache this time).
+    assert_eq!(
+        collect_and_store(&mut collectors, &cache)
+            .expect("cycle")
+            .changed,
+        ["ec2"]
+    );
+    cache.commit("ec2").expect("commit");
+    assert!(collect_and_store(&mut collectors, &cache)
+        .expect("cycle")
+        .changed
+        .is_empty());
+}
