@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use metadata_applier::collect::{
-    collect_and_store, collect_only, Cache, Collector, Ec2, Ec2Options, HeatLocal, Local, Request,
-    Unsupported, DEFAULT_COLLECTORS,
+    collect_and_store, collect_only, Backoff, Cache, Collector, Ec2, Ec2Options, HeatLocal, Local,
+    Request, Unsupported, DEFAULT_COLLECTORS,
 };
 use metadata_applier::json;
 use refresh_config::SignalPipe;
@@ -343,7 +343,7 @@ fn run(
         std::thread::sleep(seconds(delay));
     }
     let config_contents = read_configs(&settings.config_files);
-    let mut sleep = settings.min_interval;
+    let mut backoff = Backoff::new(settings.min_interval, settings.max_interval);
     loop {
         if !store {
             let content = collect_only(collectors, cache.dir());
@@ -396,15 +396,11 @@ fn run(
         if one_time {
             return Ok(status);
         }
-        // A change handled by a successful command may be followed by more: poll soon again.
-        if handled {
-            sleep = settings.min_interval;
-        }
+        let sleep = backoff.after_cycle(handled);
         info!("Sleeping {sleep:.2} seconds.");
         if wait_for_hangup(&hangup, seconds(sleep)) {
             reexec(argv, "Signal received.");
         }
-        sleep = (sleep * 2.0).min(settings.max_interval);
     }
 }
 

@@ -96,6 +96,36 @@ impl Collector for Unsupported {
     }
 }
 
+/// The sleep between polls: the minimum first, doubling up to the maximum, and back to the
+/// minimum after a change was handled (more changes often follow one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    min: f64,
+    max: f64,
+    next: f64,
+}
+
+impl Backoff {
+    pub fn new(min: f64, max: f64) -> Self {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// Seconds to sleep after a cycle; `handled` says a change was handled by a successful
+    /// command in it.
+    pub fn after_cycle(&mut self, handled: bool) -> f64 {
+        if handled {
+            self.next = self.min;
+        }
+        let sleep = self.next;
+        self.next = (sleep * 2.0).min(self.max);
+        sleep
+    }
+}
+
 /// The outcome of one cycle that stores into the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stored {
@@ -168,5 +198,33 @@ fn run_collector(collector: &mut dyn Collector, context: &CollectContext) -> Vec
             tracing::warn!("Source [{}] Unavailable. ({reason})", collector.name());
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeps(min: f64, max: f64, handled: &[bool]) -> Vec<f64> {
+        let mut backoff = Backoff::new(min, max);
+        handled.iter().map(|h| backoff.after_cycle(*h)).collect()
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_maximum() {
+        assert_eq!(
+            sleeps(1.0, 10.0, &[false; 6]),
+            [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+        );
+        assert_eq!(sleeps(20.0, 10.0, &[false; 3]), [20.0, 10.0, 10.0]);
+    }
+
+    #[test]
+    fn a_handled_change_resets_the_backoff() {
+        let handled = [false, false, false, true, false, false, false, false];
+        assert_eq!(
+            sleeps(1.0, 10.0, &handled),
+            [1.0, 2.0, 4.0, 1.0, 2.0, 4.0, 8.0, 10.0]
+        );
     }
 }
