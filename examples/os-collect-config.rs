@@ -190,8 +190,15 @@ fn build(args: &Args, ini: &Ini) -> Result<(Settings, Vec<Box<dyn Collector>>), 
         .filter(|c| !DEFAULT_COLLECTORS.contains(&c.as_str()))
         .collect();
     if !unknown.is_empty() {
+        // Python list reprs, as upstream prints them.
+        let python_list = |names: Vec<&str>| {
+            let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
         return Err(format!(
-            "Unknown collectors {unknown:?}. Valid collectors are: {DEFAULT_COLLECTORS:?}"
+            "Unknown collectors {}. Valid collectors are: {}",
+            python_list(unknown.iter().map(|s| s.as_str()).collect()),
+            python_list(DEFAULT_COLLECTORS.to_vec())
         ));
     }
     let mut deployment_keys = multi(&args.deployment_key, "DEFAULT", "deployment_key");

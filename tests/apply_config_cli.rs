@@ -16,7 +16,10 @@ fn with_sandbox(tools: Tools) -> Tools {
 
 #[test]
 fn conformance_cases() {
-    common::conformance(&common::fixtures("apply-config"), &with_sandbox(Tools::ours(&TOOLS)));
+    common::conformance(
+        &common::fixtures("apply-config"),
+        &with_sandbox(Tools::ours(&TOOLS)),
+    );
 }
 
 #[test]
@@ -26,5 +29,14 @@ fn differential_against_upstream() {
         "OAC_UPSTREAM_VENV",
         Tools::upstream("OAC_UPSTREAM_VENV", &TOOLS).map(with_sandbox),
         &with_sandbox(Tools::ours(&TOOLS)),
+    );
+}
+
+/// The os-collect-config cases of `tests/fixtures/collect-config/` (`$OCC` in `cmd`).
+#[test]
+fn collect_config_cases() {
+    common::conformance(
+        &common::fixtures("collect-config"),
+        &Tools::ours(&[("OCC", "os-collect-config")]),
     );
 }
