@@ -151,6 +151,9 @@ fn log_file(args: &Args) -> Option<std::fs::File> {
         None if nix::unistd::geteuid().is_root() => PathBuf::from(ROOT_LOG_FILE),
         None => return None,
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
     std::fs::OpenOptions::new()
         .append(true)
         .create(true)

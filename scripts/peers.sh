@@ -1,5 +1,5 @@
 # Sourced by scripts/*.sh: installs the pinned upstream reference tools, one venv per tool,
-# under target/peers (rebuilt when its requirements file changes).
+# under target/peers (rebuilt when its requirements file or interpreter changes).
 
 peers_dir="${PEERS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/peers}"
 
@@ -7,15 +7,20 @@ peers_dir="${PEERS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/
 # its path.
 ensure_peer() {
     local name=$1
-    local requirements venv stamp
+    local requirements venv stamp python=python3
     requirements="$(dirname "${BASH_SOURCE[0]}")/peers/$name.txt"
     venv="$peers_dir/$name"
     stamp="$venv/.requirements"
-    if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
+    # Debian's python when it can make venvs: some cases run the peers as nobody, who cannot
+    # reach an interpreter under /root (pyenv).
+    if /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        python=/usr/bin/python3
+    fi
+    if ! { echo "# $python"; cat "$requirements"; } | cmp -s - "$stamp" 2>/dev/null; then
         rm -rf "$venv"
-        python3 -m venv "$venv" >&2
+        "$python" -m venv "$venv" >&2
         "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-        cp "$requirements" "$stamp"
+        { echo "# $python"; cat "$requirements"; } > "$stamp"
     fi
     echo "$venv"
 }

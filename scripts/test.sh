@@ -16,7 +16,7 @@ missing=()
 for package in bash coreutils util-linux bsdutils python3 npm; do
     installed "$package" || missing+=("$package")
 done
-python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}" >&2
     apt-get update -qq

@@ -250,6 +250,11 @@ pub(crate) fn for_each_case(cases: &[PathBuf], check: impl Fn(&Path) -> Vec<Stri
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned();
+                // Cases that switch to another user (setpriv) can only run as root.
+                if case.join("needs-root").exists() && !is_root() {
+                    println!("SKIPPED {name}: needs root to run as another user");
+                    continue;
+                }
                 let problems = check(case);
                 if problems.is_empty() {
                     println!("ok   {name}");
@@ -271,6 +276,11 @@ pub(crate) fn for_each_case(cases: &[PathBuf], check: impl Fn(&Path) -> Vec<Stri
         cases.len(),
         failures.join("\n\n")
     );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Runs every case of `dir` with our tools and checks its expectations.

@@ -26,8 +26,8 @@ pub const TYPES: [(&str, &str); 8] = [
     ("raw", r""),
 ];
 
-/// Looks `key` up: each `.`-separated part descends into an object key holding a non-null
-/// value, or indexes a list (Python `int()` syntax, negative from the end).
+/// Looks `key` up: each `.`-separated part descends into an object key or a list index
+/// (Python `int()` syntax, negative from the end) holding a non-null value.
 pub fn lookup<'a>(metadata: &'a Value, key: &str) -> Option<&'a Value> {
     key.split('.')
         .try_fold(metadata, |current, part| match current {
@@ -36,7 +36,10 @@ pub fn lookup<'a>(metadata: &'a Value, key: &str) -> Option<&'a Value> {
                 let index = python_int(part)?;
                 let len = items.len() as i128;
                 let index = if index < 0 { len + index } else { index };
-                usize::try_from(index).ok().and_then(|i| items.get(i))
+                usize::try_from(index)
+                    .ok()
+                    .and_then(|i| items.get(i))
+                    .filter(|v| !matches!(v, Value::Null))
             }
             _ => None,
         })

@@ -176,7 +176,11 @@ impl<'a> Parser<'a> {
             _ => (TagKind::Variable { escape: true }, body, None),
         };
         let close = self.close.as_str();
-        let mut from = name_start;
+        // pystache's key is at least one character after the whitespace that follows the
+        // sigil, so `{{!}}` does not end at its own `}}` and `{{}}` takes text up to the next.
+        let key = &source[name_start..];
+        let key_start = name_start + (key.len() - key.trim_start().len());
+        let mut from = key_start + source[key_start..].chars().next().map_or(0, char::len_utf8);
         let name_end = loop {
             let at = from + source[from..].find(close)?;
             match before_close {
@@ -200,9 +204,9 @@ impl<'a> Parser<'a> {
         {
             return None;
         }
-        let rest = &self.source[end..];
-        let blank = rest.len() - rest.trim_start_matches([' ', '\t']).len();
-        let after = &rest[blank..];
+        // As pystache: the line ending must follow the tag at once; trailing blanks make the
+        // tag inline (the mustache spec would strip them too).
+        let after = &self.source[end..];
         let eol = if after.is_empty() {
             0
         } else if after.starts_with("\r\n") {
@@ -212,7 +216,7 @@ impl<'a> Parser<'a> {
         } else {
             return None;
         };
-        Some((line_start, end + blank + eol))
+        Some((line_start, end + eol))
     }
 
     fn parse(mut self) -> Result<Template, SyntaxError> {

@@ -76,6 +76,13 @@ impl Renderer for MustacheRenderer {
         let text = String::from_utf8(bytes).map_err(|_| Error::TemplateEncoding {
             path: template.path.to_owned(),
         })?;
+        // Upstream reads templates in text mode: `\r\n` and lone `\r` arrive as `\n`
+        // (partials are read as bytes and keep theirs).
+        let text = if text.contains('\r') {
+            text.replace("\r\n", "\n").replace('\r', "\n")
+        } else {
+            text
+        };
         let parsed = Template::parse(&text).map_err(|e| Error::Template {
             path: template.path.to_owned(),
             line: e.line,

@@ -306,7 +306,10 @@ impl FileWriter for AtomicWriter {
         let count = staged.iter().flatten().count();
         let per_file = count <= PER_FILE_SYNC_LIMIT;
         let synced = if per_file {
-            let created_parents = self.created_dirs.iter().filter_map(|d| d.parent());
+            let created_parents = self.created_dirs.iter().filter_map(|d| match d.parent() {
+                Some(parent) if parent.as_os_str().is_empty() => Some(Path::new(".")),
+                parent => parent,
+            });
             staged
                 .iter()
                 .flatten()
