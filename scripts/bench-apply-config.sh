@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side timing of os-apply-config, ours (release build) against upstream 14.1.0, each
 # run ROUNDS times interleaved, medians and ratios printed:
-#   1. one template, first write into an empty output root, and again (steady state);
+#   1. one template: first write into an empty output root, rewrite with changed metadata
+#      (the usual case: the file exists and its content changes), and again unchanged;
 #   2. 500 templates x 200 keys, first write, and again over its own output;
 #   3. one --key lookup.
 # First writes are dominated by the file system's cost of creating files and directories
@@ -27,6 +28,8 @@ work = sys.argv[1]
 meta = {f"key{i}": f"value number {i} <&>" for i in range(200)}
 meta["nested"] = {"list": [1, 2.5, "x"], "flag": True}
 json.dump(meta, open(f"{work}/meta.json", "w"))
+meta["key1"] = "changed value"
+json.dump(meta, open(f"{work}/meta2.json", "w"))
 os.makedirs(f"{work}/one/etc")
 open(f"{work}/one/etc/app.conf", "w").write("[DEFAULT]\nname = {{key1}}\nlist = {{nested.list}}\n")
 for t in range(500):
@@ -57,7 +60,8 @@ for ((r = 0; r < rounds; r++)); do
     for tool in ours upstream; do
         rm -rf "$work/out-$tool-1" "$work/out-$tool-many"
         measure "$tool one template" "run_$tool" -t "$work/one" -m "$work/meta.json" -o "$work/out-$tool-1"
-        measure "$tool one unchanged" "run_$tool" -t "$work/one" -m "$work/meta.json" -o "$work/out-$tool-1"
+        measure "$tool one changed" "run_$tool" -t "$work/one" -m "$work/meta2.json" -o "$work/out-$tool-1"
+        measure "$tool one unchanged" "run_$tool" -t "$work/one" -m "$work/meta2.json" -o "$work/out-$tool-1"
         measure "$tool 500x200 first write" "run_$tool" -t "$work/many" -m "$work/meta.json" -o "$work/out-$tool-many"
         measure "$tool 500x200 unchanged" "run_$tool" -t "$work/many" -m "$work/meta.json" -o "$work/out-$tool-many"
         measure "$tool --key" "run_$tool" -m "$work/meta.json" --key nested.list --type raw
@@ -65,7 +69,7 @@ for ((r = 0; r < rounds; r++)); do
 done
 
 echo "os-apply-config, median of $rounds interleaved runs on $(nproc) cores:"
-for bench in "one template" "one unchanged" "500x200 first write" "500x200 unchanged" "--key"; do
+for bench in "one template" "one changed" "one unchanged" "500x200 first write" "500x200 unchanged" "--key"; do
     o=$(median "${samples[ours $bench]}")
     u=$(median "${samples[upstream $bench]}")
     awk -v b="$bench" -v o="$o" -v u="$u" \

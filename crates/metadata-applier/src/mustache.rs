@@ -182,7 +182,7 @@ impl<'a> Parser<'a> {
         let key_start = name_start + (key.len() - key.trim_start().len());
         let mut from = key_start + source[key_start..].chars().next().map_or(0, char::len_utf8);
         let name_end = loop {
-            let at = from + source[from..].find(close)?;
+            let at = from + find(&source[from..], close)?;
             match before_close {
                 None => break at,
                 Some(c) if at > name_start && source[..at].ends_with(c) => break at - c.len_utf8(),
@@ -225,7 +225,7 @@ impl<'a> Parser<'a> {
         let mut nodes = Vec::new();
         let mut text = String::new();
         while self.pos < self.source.len() {
-            let Some(found) = self.source[self.pos..].find(&self.open) else {
+            let Some(found) = find(&self.source[self.pos..], &self.open) else {
                 text.push_str(&self.source[self.pos..]);
                 break;
             };
@@ -437,6 +437,22 @@ impl<'v> Renderer<'v, '_> {
         self.depth -= 1;
         self.partial_line = outer;
     }
+}
+
+/// `haystack.find(needle)` for the short delimiters: a byte scan for the first byte, which
+/// beats setting up a substring searcher for every tag.
+fn find(haystack: &str, needle: &str) -> Option<usize> {
+    let (bytes, needle) = (haystack.as_bytes(), needle.as_bytes());
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(offset) = bytes[from..].iter().position(|b| *b == first) {
+        let at = from + offset;
+        if bytes[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Prefixes every line of a standalone partial with the tag's indentation.

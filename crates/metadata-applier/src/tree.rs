@@ -36,43 +36,50 @@ pub fn list_templates(root: &Path) -> Result<Vec<TemplateFile>> {
 
 fn walk(root: &Path, relative: &Path, out: &mut Vec<TemplateFile>) -> Result<()> {
     let dir = root.join(relative);
-    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Read {
-        path: dir.clone(),
-        source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Read {
-            path: dir.clone(),
-            source,
-        })?;
-        let name = entry.file_name();
-        let relative = relative.join(&name);
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(|source| Error::Read {
-            path: path.clone(),
-            source,
-        })?;
+    let read_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Read { path, source }
+    };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(read_error(&dir))? {
+        let entry = entry.map_err(read_error(&dir))?;
+        let file_type = entry.file_type().map_err(read_error(&entry.path()))?;
+        entries.push((entry.file_name(), file_type));
+    }
+    // Control files are found in the listing itself, not with one stat per template.
+    let names: std::collections::HashSet<&std::ffi::OsStr> =
+        entries.iter().map(|(name, _)| name.as_os_str()).collect();
+    for (name, file_type) in &entries {
+        let relative = relative.join(name);
+        let path = dir.join(name);
         if file_type.is_dir() {
             walk(root, &relative, out)?;
             continue;
         }
         // A symlink to a directory is not walked (and is no template).
-        if file_type.is_symlink() && path.is_dir() {
-            continue;
-        }
+        let is_file = if file_type.is_symlink() {
+            if path.is_dir() {
+                continue;
+            }
+            path.is_file()
+        } else {
+            file_type.is_file()
+        };
         if name.as_encoded_bytes().ends_with(CONTROL_SUFFIX.as_bytes()) {
             continue;
         }
         let mut control_name = name.clone();
         control_name.push(CONTROL_SUFFIX);
-        let control = dir.join(control_name);
+        let control = names
+            .contains(control_name.as_os_str())
+            .then(|| dir.join(&control_name));
         let executable =
-            path.is_file() && nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_ok();
+            is_file && nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_ok();
         out.push(TemplateFile {
             relative,
             path,
             executable,
-            control: control.exists().then_some(control),
+            control,
         });
     }
     Ok(())
