@@ -419,16 +419,27 @@ fn read_configs(files: &[PathBuf]) -> Vec<u8> {
         .collect()
 }
 
-/// Sleeps up to `duration`; true if SIGHUP arrived meanwhile.
+/// Sleeps up to `duration`; true as soon as SIGHUP arrives.
 fn wait_for_hangup(hangup: &SignalPipe, duration: Duration) -> bool {
     use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(
-        hangup.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    let ms = duration.as_millis().min(i32::MAX as u128) as i32;
-    let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
-    matches!(nix::poll::poll(&mut fds, timeout), Ok(n) if n > 0) && hangup.pending().is_some()
+    let deadline = std::time::Instant::now() + duration;
+    loop {
+        if hangup.pending().is_some() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            hangup.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
+        // EINTR (the handler ran) loops to read the pipe.
+        let _ = nix::poll::poll(&mut fds, timeout);
+    }
 }
 
 fn reexec(argv: &[String], why: &str) -> ! {

@@ -122,3 +122,68 @@ fn a_failing_command_commits_nothing_and_returns_its_status() {
     assert!(setup.collect(APPLY).status.success());
     assert!(setup.dir.path().join("cache/ec2.json.last").exists());
 }
+
+/// SIGHUP in continuous mode re-executes the daemon at its next sleep (upstream ignores it
+/// after the first command run); the fresh process finds nothing changed.
+#[test]
+fn sighup_reexecutes_the_daemon() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("hl.json");
+    fs::write(&data, r#"{"h": 1}"#).expect("metadata");
+    let runs = dir.path().join("runs");
+    let mut child = Command::new(example("os-collect-config"))
+        .args([
+            "--config-file",
+            "/dev/null",
+            "--min-polling-interval",
+            "60",
+            "-i",
+            "60",
+        ])
+        .arg("--cachedir")
+        .arg(dir.path().join("cache"))
+        .arg("--backup-cachedir")
+        .arg(dir.path().join("backup"))
+        .arg("--heat_local-path")
+        .arg(&data)
+        .arg("heat_local")
+        .arg("-c")
+        .arg(format!("echo ran >> {}", runs.display()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn os-collect-config");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !runs.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Let it reach its sleep, then hang up.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let _ = child.wait();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(stderr.contains("Signal received. Re-executing"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Sleeping 60.00 seconds.").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_to_string(&runs).expect("runs"),
+        "ran\n",
+        "the re-executed daemon ran the command again"
+    );
+}
