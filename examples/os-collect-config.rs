@@ -66,6 +66,16 @@ struct Args {
     /// Log debug messages too.
     #[arg(long)]
     debug: bool,
+    /// Also append the log to this file.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// oslo.log options this tool accepts and ignores (it logs to stderr and --log-file).
+    #[arg(long, hide = true)]
+    use_syslog: bool,
+    #[arg(long, hide = true)]
+    use_journal: bool,
+    #[arg(long, hide = true)]
+    verbose: bool,
     /// heat_local: metadata files, merged in order.
     #[arg(long = "heat_local-path")]
     heat_local_path: Vec<PathBuf>,
@@ -293,14 +303,28 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let (kept, ignored) = strip_unsupported(argv.clone());
     let args = Args::parse_from(kept);
-    logging::init(
-        "os-collect-config",
-        if args.debug {
-            Level::DEBUG
-        } else {
-            Level::INFO
-        },
-    );
+    let log_file = args.log_file.as_ref().and_then(|path| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .ok()
+    });
+    let level = if args.debug {
+        Level::DEBUG
+    } else {
+        Level::INFO
+    };
+    logging::init_with_file("os-collect-config", level, log_file);
+    for (set, option) in [
+        (args.use_syslog, "--use-syslog"),
+        (args.use_journal, "--use-journal"),
+        (args.verbose, "--verbose"),
+    ] {
+        if set {
+            warn!("{option} is accepted for compatibility and ignored: logs go to stderr and --log-file");
+        }
+    }
     for option in ignored {
         warn!("{option}: this collector is not supported by this build; option ignored");
     }

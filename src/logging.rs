@@ -25,19 +25,32 @@ pub const RUN_PARTS: &str = "dib-run-parts";
 /// (hooks starting, finishing, failing; profiling) at INFO whatever `level` says, as upstream
 /// prints them whatever os-refresh-config's `--log-level`.
 pub fn init(program: &'static str, level: Level) {
+    init_with_file(program, level, None);
+}
+
+/// As [`init`], also appending every line to `log_file`.
+pub fn init_with_file(program: &'static str, level: Level, log_file: Option<std::fs::File>) {
     // SAFETY: tzset only reads TZ and /etc/localtime into libc's globals; it runs before any
     // other thread that could call localtime_r exists.
     unsafe { tzset() };
     let filter = Targets::new()
         .with_target(RUN_PARTS, Level::INFO)
         .with_default(level);
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_max_level(Level::TRACE)
-        .with_writer(std::io::stderr)
-        .event_format(UpstreamFormat { program })
-        .finish()
-        .with(filter)
-        .init();
+        .event_format(UpstreamFormat { program });
+    match log_file {
+        Some(file) => builder
+            .with_writer(std::io::stderr.and(std::sync::Arc::new(file)))
+            .finish()
+            .with(filter)
+            .init(),
+        None => builder
+            .with_writer(std::io::stderr)
+            .finish()
+            .with(filter)
+            .init(),
+    }
 }
 
 /// Installs os-apply-config's logger: `[2024/01/31 12:00:00 PM] [INFO] message` on stderr

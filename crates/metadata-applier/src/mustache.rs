@@ -42,6 +42,8 @@ enum Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
     pub line: usize,
+    /// 1-based, in characters, of the offending tag's opening delimiter.
+    pub column: usize,
     pub message: String,
 }
 
@@ -144,6 +146,11 @@ impl<'a> Parser<'a> {
         }
     }
 
+    fn column_of(&self, offset: usize) -> usize {
+        let line_start = self.source[..offset].rfind('\n').map_or(0, |i| i + 1);
+        self.source[line_start..offset].chars().count() + 1
+    }
+
     fn line_of(&mut self, offset: usize) -> usize {
         let (from, line) = self.line_cursor;
         let line = line
@@ -221,7 +228,7 @@ impl<'a> Parser<'a> {
 
     fn parse(mut self) -> Result<Template, SyntaxError> {
         // Open sections: name, inverted, line, the nodes before it.
-        let mut open_sections: Vec<(String, bool, usize, Vec<Node>)> = Vec::new();
+        let mut open_sections: Vec<OpenSection> = Vec::new();
         let mut nodes = Vec::new();
         let mut text = String::new();
         while self.pos < self.source.len() {
@@ -270,6 +277,7 @@ impl<'a> Parser<'a> {
                         _ => {
                             return Err(SyntaxError {
                                 line,
+                                column: self.column_of(start),
                                 message: format!("invalid set-delimiter tag '{name}'"),
                             })
                         }
@@ -280,20 +288,23 @@ impl<'a> Parser<'a> {
                     open_sections.push((
                         name.to_owned(),
                         inverted,
-                        line,
+                        (line, self.column_of(start)),
                         std::mem::take(&mut nodes),
                     ));
                 }
                 TagKind::Close => {
-                    let Some((open_name, inverted, open_line, before)) = open_sections.pop() else {
+                    let Some((open_name, inverted, (open_line, _), before)) = open_sections.pop()
+                    else {
                         return Err(SyntaxError {
                             line,
+                            column: self.column_of(start),
                             message: format!("section end tag mismatch: found {{{{/{name}}}}} with no section open"),
                         });
                     };
                     if open_name != name {
                         return Err(SyntaxError {
                             line,
+                            column: self.column_of(start),
                             message: format!(
                                 "section end tag mismatch: found {{{{/{name}}}}}, expected {{{{/{open_name}}}}}"
                             ),
@@ -312,15 +323,19 @@ impl<'a> Parser<'a> {
         if !text.is_empty() {
             nodes.push(Node::Text(text));
         }
-        if let Some((name, _, line, _)) = open_sections.pop() {
+        if let Some((name, _, (line, column), _)) = open_sections.pop() {
             return Err(SyntaxError {
                 line,
+                column,
                 message: format!("unclosed section '{name}'"),
             });
         }
         Ok(Template { nodes })
     }
 }
+
+/// A section being parsed: name, inverted, line and column of its tag, the nodes before it.
+type OpenSection = (String, bool, (usize, usize), Vec<Node>);
 
 struct Renderer<'v, 'p> {
     stack: Vec<&'v Value>,
@@ -580,7 +595,7 @@ mod tests {
     #[test]
     fn syntax_errors_have_lines() {
         let error = Template::parse("x\n{{#foo}}bar={{bar}}{{/bar}}").unwrap_err();
-        assert_eq!(error.line, 2);
+        assert_eq!((error.line, error.column), (2, 20));
         assert_eq!(
             error.message,
             "section end tag mismatch: found {{/bar}}, expected {{/foo}}"

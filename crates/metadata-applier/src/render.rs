@@ -86,7 +86,7 @@ impl Renderer for MustacheRenderer {
         let parsed = Template::parse(&text).map_err(|e| Error::Template {
             path: template.path.to_owned(),
             line: e.line,
-            message: e.message,
+            message: format!("{} (column {})", e.message, e.column),
         })?;
         let (body, missed) = parsed.render(context, &self.partials, RenderOptions::default());
         let misses = missed
