@@ -14,26 +14,30 @@ use crate::json::{self, Value};
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
+    /// The text; nodes refer to it by byte range, so parsing copies nothing.
+    source: String,
     nodes: Vec<Node>,
 }
 
+type Span = std::ops::Range<usize>;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
-    Text(String),
+    Text(Span),
     Variable {
-        name: String,
+        name: Span,
         escape: bool,
         line: usize,
     },
     Section {
-        name: String,
+        name: Span,
         inverted: bool,
         nodes: Vec<Node>,
         line: usize,
     },
     Partial {
-        name: String,
-        indent: String,
+        name: Span,
+        indent: Span,
         line: usize,
     },
 }
@@ -109,7 +113,7 @@ impl Template {
             partial_line: None,
             depth: 0,
         };
-        renderer.nodes(&self.nodes);
+        renderer.nodes(&self.source, &self.nodes);
         (renderer.out, renderer.misses)
     }
 }
@@ -230,41 +234,42 @@ impl<'a> Parser<'a> {
         // Open sections: name, inverted, line, the nodes before it.
         let mut open_sections: Vec<OpenSection> = Vec::new();
         let mut nodes = Vec::new();
-        let mut text = String::new();
+        // Pending literal text runs from here to the next tag (or its standalone line).
+        let mut text_from = 0;
         while self.pos < self.source.len() {
             let Some(found) = find(&self.source[self.pos..], &self.open) else {
-                text.push_str(&self.source[self.pos..]);
+                self.pos = self.source.len();
                 break;
             };
             let start = self.pos + found;
             let Some((kind, name, end)) = self.tag_at(start) else {
                 // An unterminated tag is literal text.
-                text.push_str(&self.source[self.pos..start + self.open.len()]);
                 self.pos = start + self.open.len();
                 continue;
             };
+            let name_span = span_of(self.source, name);
             let line = self.line_of(start);
             let can_stand_alone = !matches!(kind, TagKind::Variable { .. });
             let (text_end, next, indent) =
                 match self.standalone(start, end).filter(|_| can_stand_alone) {
-                    Some((line_start, next)) => (line_start, next, &self.source[line_start..start]),
-                    None => (start, end, ""),
+                    Some((line_start, next)) => (line_start, next, line_start..start),
+                    None => (start, end, start..start),
                 };
-            text.push_str(&self.source[self.pos..text_end]);
-            if !text.is_empty() {
-                nodes.push(Node::Text(std::mem::take(&mut text)));
+            if text_end > text_from {
+                nodes.push(Node::Text(text_from..text_end));
             }
             self.pos = next;
+            text_from = next;
             match kind {
                 TagKind::Variable { escape } => nodes.push(Node::Variable {
-                    name: name.to_owned(),
+                    name: name_span,
                     escape,
                     line,
                 }),
                 TagKind::Comment => {}
                 TagKind::Partial => nodes.push(Node::Partial {
-                    name: name.to_owned(),
-                    indent: indent.to_owned(),
+                    name: name_span,
+                    indent,
                     line,
                 }),
                 TagKind::Delimiters => {
@@ -286,7 +291,7 @@ impl<'a> Parser<'a> {
                 TagKind::Section | TagKind::Inverted => {
                     let inverted = kind == TagKind::Inverted;
                     open_sections.push((
-                        name.to_owned(),
+                        name_span,
                         inverted,
                         (line, self.column_of(start)),
                         std::mem::take(&mut nodes),
@@ -301,12 +306,13 @@ impl<'a> Parser<'a> {
                             message: format!("section end tag mismatch: found {{{{/{name}}}}} with no section open"),
                         });
                     };
-                    if open_name != name {
+                    let open_name_text = &self.source[open_name.clone()];
+                    if open_name_text != name {
                         return Err(SyntaxError {
                             line,
                             column: self.column_of(start),
                             message: format!(
-                                "section end tag mismatch: found {{{{/{name}}}}}, expected {{{{/{open_name}}}}}"
+                                "section end tag mismatch: found {{{{/{name}}}}}, expected {{{{/{open_name_text}}}}}"
                             ),
                         });
                     }
@@ -320,22 +326,25 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        if !text.is_empty() {
-            nodes.push(Node::Text(text));
+        if self.source.len() > text_from {
+            nodes.push(Node::Text(text_from..self.source.len()));
         }
         if let Some((name, _, (line, column), _)) = open_sections.pop() {
             return Err(SyntaxError {
                 line,
                 column,
-                message: format!("unclosed section '{name}'"),
+                message: format!("unclosed section '{}'", &self.source[name]),
             });
         }
-        Ok(Template { nodes })
+        Ok(Template {
+            source: self.source.to_owned(),
+            nodes,
+        })
     }
 }
 
 /// A section being parsed: name, inverted, line and column of its tag, the nodes before it.
-type OpenSection = (String, bool, (usize, usize), Vec<Node>);
+type OpenSection = (Span, bool, (usize, usize), Vec<Node>);
 
 struct Renderer<'v, 'p> {
     stack: Vec<&'v Value>,
@@ -377,17 +386,17 @@ impl<'v> Renderer<'v, '_> {
         Some(value)
     }
 
-    fn nodes(&mut self, nodes: &[Node]) {
+    fn nodes(&mut self, source: &str, nodes: &[Node]) {
         for node in nodes {
             match node {
-                Node::Text(text) => self.out.push_str(text),
-                Node::Variable { name, escape, line } => match self.lookup(name) {
+                Node::Text(text) => self.out.push_str(&source[text.clone()]),
+                Node::Variable { name, escape, line } => match self.lookup(&source[name.clone()]) {
                     Some(value) if *escape && self.options.html_escape => {
                         self.out.push_str(&html_escape(&display(value)));
                     }
                     Some(Value::String(text)) => self.out.push_str(text),
                     Some(value) => self.out.push_str(&display(value)),
-                    None => self.miss(*line, name),
+                    None => self.miss(*line, &source[name.clone()]),
                 },
                 Node::Section {
                     name,
@@ -395,29 +404,32 @@ impl<'v> Renderer<'v, '_> {
                     nodes,
                     line,
                 } => {
+                    let name = &source[name.clone()];
                     let value = self.lookup(name);
                     if value.is_none() {
                         self.miss(*line, name);
                     }
                     let truthy = value.is_some_and(Value::is_truthy);
                     match (inverted, value) {
-                        (true, _) if !truthy => self.nodes(nodes),
+                        (true, _) if !truthy => self.nodes(source, nodes),
                         (false, Some(Value::Array(items))) if truthy => {
                             for item in items {
                                 self.stack.push(item);
-                                self.nodes(nodes);
+                                self.nodes(source, nodes);
                                 self.stack.pop();
                             }
                         }
                         (false, Some(value)) if truthy => {
                             self.stack.push(value);
-                            self.nodes(nodes);
+                            self.nodes(source, nodes);
                             self.stack.pop();
                         }
                         _ => {}
                     }
                 }
-                Node::Partial { name, indent, line } => self.partial(name, indent, *line),
+                Node::Partial { name, indent, line } => {
+                    self.partial(&source[name.clone()], &source[indent.clone()], *line)
+                }
             }
         }
     }
@@ -434,8 +446,9 @@ impl<'v> Renderer<'v, '_> {
                 let template = self.partials.load(name).map(|text| {
                     let text = indent_lines(&text, indent);
                     // A partial that does not parse renders as its text.
-                    Rc::new(Template::parse(&text).unwrap_or(Template {
-                        nodes: vec![Node::Text(text)],
+                    Rc::new(Template::parse(&text).unwrap_or_else(|_| Template {
+                        nodes: vec![Node::Text(0..text.len())],
+                        source: text,
                     }))
                 });
                 self.cache.borrow_mut().insert(key, template.clone());
@@ -448,10 +461,16 @@ impl<'v> Renderer<'v, '_> {
         };
         let outer = self.partial_line.replace(self.partial_line.unwrap_or(line));
         self.depth += 1;
-        self.nodes(&template.nodes);
+        self.nodes(&template.source, &template.nodes);
         self.depth -= 1;
         self.partial_line = outer;
     }
+}
+
+/// The byte range of `part`, a slice of `whole`, within it.
+fn span_of(whole: &str, part: &str) -> Span {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    start..start + part.len()
 }
 
 /// `haystack.find(needle)` for the short delimiters: a byte scan for the first byte, which

@@ -288,19 +288,19 @@ impl FileWriter for AtomicWriter {
                 let _ = fs::remove_file(&entry.temp);
             }
         };
-        for target in targets {
-            let entry =
-                if target.removes() || is_unchanged(target.path, target.body, target.control) {
-                    None
-                } else {
-                    match self.stage(target) {
-                        Ok(entry) => Some(entry),
-                        Err(e) => {
-                            discard(&mut staged);
-                            return Err(e);
-                        }
+        let unchanged = unchanged_targets(targets);
+        for (target, unchanged) in targets.iter().zip(unchanged) {
+            let entry = if target.removes() || unchanged {
+                None
+            } else {
+                match self.stage(target) {
+                    Ok(entry) => Some(entry),
+                    Err(e) => {
+                        discard(&mut staged);
+                        return Err(e);
                     }
-                };
+                }
+            };
             staged.push(entry);
         }
         let count = staged.iter().flatten().count();
@@ -379,6 +379,32 @@ impl FileWriter for AtomicWriter {
             source,
         })
     }
+}
+
+/// Which targets already hold their body, checked on all cores: comparing a large tree is
+/// mostly reading it back.
+fn unchanged_targets(targets: &[Target<'_>]) -> Vec<bool> {
+    let check = |t: &Target<'_>| !t.removes() && is_unchanged(t.path, t.body, t.control);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads == 1 || targets.len() < 32 {
+        return targets.iter().map(check).collect();
+    }
+    let chunk = targets.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = targets
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<bool>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// `syncfs` once for each file system holding one of `files`.
