@@ -46,16 +46,7 @@ run_upstream() {
 }
 run_ours() { "$ours" --log-file none --fallback-metadata "$@"; }
 
-declare -A samples
-measure() { # name command...
-    local name=$1 start end
-    shift
-    start=$EPOCHREALTIME
-    "$@" >/dev/null 2>&1 || { echo "$name failed" >&2; exit 1; }
-    end=$EPOCHREALTIME
-    samples[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f", b - a }') "
-}
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+source scripts/bench-lib.sh
 
 for ((r = 0; r < rounds; r++)); do
     for tool in ours upstream; do

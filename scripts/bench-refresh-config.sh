@@ -33,16 +33,7 @@ plain_loop() {
 run_ours() { "$ours" --lockfile "$work/ours.lock"; }
 run_upstream() { PATH="$upstream/bin:$PATH" "$upstream/bin/os-refresh-config" --lockfile "$work/up.lock"; }
 
-declare -A samples
-measure() { # name command...
-    local name=$1 start end
-    shift
-    start=$EPOCHREALTIME
-    "$@" >/dev/null 2>&1 || { echo "$name failed" >&2; exit 1; }
-    end=$EPOCHREALTIME
-    samples[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f", b - a }') "
-}
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+source scripts/bench-lib.sh
 
 for _ in 1 2; do plain_loop >/dev/null 2>&1; run_ours >/dev/null 2>&1; done # warm caches
 for ((r = 0; r < rounds; r++)); do

@@ -69,6 +69,16 @@ pub fn init_apply_config(level: Level, log_file: Option<std::fs::File>) {
     }
 }
 
+/// Python logging's name for a level.
+fn python_level(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG | Level::TRACE => "DEBUG",
+    }
+}
+
 struct ApplyConfigFormat;
 
 impl<S, N> FormatEvent<S, N> for ApplyConfigFormat
@@ -82,12 +92,7 @@ where
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> fmt::Result {
-        let level = match *event.metadata().level() {
-            Level::ERROR => "ERROR",
-            Level::WARN => "WARNING",
-            Level::INFO => "INFO",
-            Level::DEBUG | Level::TRACE => "DEBUG",
-        };
+        let level = python_level(event.metadata().level());
         write!(
             writer,
             "[{}] [{level}] ",
@@ -125,12 +130,7 @@ where
                 local_time("%a %b %e %H:%M:%S %Z %Y", false)
             )?;
         } else {
-            let level = match *meta.level() {
-                Level::ERROR => "ERROR",
-                Level::WARN => "WARNING",
-                Level::INFO => "INFO",
-                Level::DEBUG | Level::TRACE => "DEBUG",
-            };
+            let level = python_level(meta.level());
             write!(
                 writer,
                 "[{}] ({}) [{level}] ",
