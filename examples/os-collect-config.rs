@@ -159,14 +159,22 @@ fn seconds(value: f64) -> Duration {
 }
 
 fn build(args: &Args, ini: &Ini) -> Result<(Settings, Vec<Box<dyn Collector>>), String> {
+    // Seconds: finite, and positive except where zero means "none" (splay).
     let float = |cli: Option<f64>, group: &str, key: &str, default: f64| -> Result<f64, String> {
-        match cli {
-            Some(v) => Ok(v),
+        let value = match cli {
+            Some(v) => v,
             None => ini.get(group, key).map_or(Ok(default), |v| {
                 v.parse()
                     .map_err(|_| format!("[{group}] {key} = {v} is not a number"))
-            }),
+            })?,
+        };
+        let zero_allowed = key == "splay";
+        if !(0.0..=1e9).contains(&value) || (value == 0.0 && !zero_allowed) {
+            return Err(format!(
+                "{key} = {value}: expected seconds, more than 0 and at most 1e9"
+            ));
         }
+        Ok(value)
     };
     let flag = |cli: bool, key: &str| cli || ini.get("DEFAULT", key).is_some_and(is_true);
     let multi = |cli: &[String], group: &str, key: &str| -> Vec<String> {

@@ -129,3 +129,37 @@ fn killed_writer_never_leaves_a_partial_file() {
         "{KILLS} kills (seed {seed}, full run {full:?}), {completed} runs finished before the kill"
     );
 }
+
+/// A tree larger than the open-file limit is written whole: staged files are not all held
+/// open at once.
+#[test]
+fn more_files_than_descriptors() {
+    let exe = std::env::current_exe().expect("test path");
+    let oac = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target")
+        .join("examples/os-apply-config");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let templates = dir.path().join("templates");
+    fs::create_dir_all(&templates).expect("mkdir");
+    for i in 0..400 {
+        fs::write(templates.join(format!("f{i}")), "{{x}}\n").expect("template");
+    }
+    fs::write(dir.path().join("m.json"), r#"{"x": "y"}"#).expect("metadata");
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -n 128 && exec "$0" --log-file none --fallback-metadata -t "$1" -o "$2" -m "$3""#)
+        .arg(&oac)
+        .arg(&templates)
+        .arg(dir.path().join("out"))
+        .arg(dir.path().join("m.json"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert!(status.success());
+    assert_eq!(
+        fs::read_dir(dir.path().join("out")).expect("out").count(),
+        400
+    );
+}

@@ -91,6 +91,9 @@ pub struct RenderOptions {
 /// end would otherwise never stop).
 const MAX_PARTIAL_DEPTH: usize = 64;
 
+/// Partials expanded in one render at most; beyond, they render nothing.
+const MAX_PARTIAL_EXPANSIONS: usize = 100_000;
+
 impl Template {
     pub fn parse(source: &str) -> Result<Template, SyntaxError> {
         Parser::new(source).parse()
@@ -112,6 +115,7 @@ impl Template {
             cache: RefCell::new(HashMap::new()),
             partial_line: None,
             depth: 0,
+            partials_left: MAX_PARTIAL_EXPANSIONS,
         };
         renderer.nodes(&self.source, &self.nodes);
         (renderer.out, renderer.misses)
@@ -197,7 +201,8 @@ impl<'a> Parser<'a> {
             match before_close {
                 None => break at,
                 Some(c) if at > name_start && source[..at].ends_with(c) => break at - c.len_utf8(),
-                Some(_) => from = at + 1,
+                // Step one character: a multi-byte delimiter must not be cut.
+                Some(_) => from = at + source[at..].chars().next().map_or(1, char::len_utf8),
             }
         };
         let end = name_end + before_close.map_or(0, char::len_utf8) + close.len();
@@ -356,6 +361,8 @@ struct Renderer<'v, 'p> {
     /// Inside a partial, misses are reported at the line of the outermost partial tag.
     partial_line: Option<usize>,
     depth: usize,
+    /// Expansions left: a partial including itself twice doubles the work at each level.
+    partials_left: usize,
 }
 
 impl<'v> Renderer<'v, '_> {
@@ -435,9 +442,10 @@ impl<'v> Renderer<'v, '_> {
     }
 
     fn partial(&mut self, name: &str, indent: &str, line: usize) {
-        if self.depth >= MAX_PARTIAL_DEPTH {
+        if self.depth >= MAX_PARTIAL_DEPTH || self.partials_left == 0 {
             return;
         }
+        self.partials_left -= 1;
         let key = format!("{indent}\0{name}");
         let cached = self.cache.borrow().get(&key).cloned();
         let template = match cached {
@@ -609,6 +617,16 @@ mod tests {
             render_with("a\n  {{>p}}\nb\n", r#"{"v":"V"}"#, &partials),
             "a\n  line1 V\n  line2\nb\n"
         );
+    }
+
+    #[test]
+    fn self_including_partials_and_multibyte_delimiters_end() {
+        let partials: HashMap<String, String> =
+            [("p".to_owned(), "{{>p}}{{>p}}".to_owned())].into();
+        assert_eq!(render_with("x{{>p}}y", "{}", &partials), "xy");
+        // An unterminated tag is text, with a delimiter made of multi-byte characters too.
+        assert_eq!(render("{{=« »=}}«{x»»", r#"{"x":"X"}"#), "«{x»»");
+        assert_eq!(render("{{=« »=}}«{x}»", r#"{"x":"X"}"#), "X");
     }
 
     #[test]

@@ -214,7 +214,6 @@ const PER_FILE_SYNC_LIMIT: usize = 16;
 /// A body waiting in its temporary file.
 struct Staged {
     temp: PathBuf,
-    file: File,
 }
 
 impl AtomicWriter {
@@ -228,11 +227,21 @@ impl AtomicWriter {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(self.counter);
         hasher.write_u32(std::process::id());
-        let name = target.file_name().unwrap_or_default().to_string_lossy();
+        // A prefix of the name only: the temporary name must fit where the target's does.
+        let name: String = target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .chars()
+            .take(32)
+            .collect();
         target.with_file_name(format!(".{name}.{:016x}.tmp", hasher.finish()))
     }
 
-    fn stage(&mut self, target: &Target<'_>) -> Result<Staged> {
+    /// Writes `target`'s body to a new temporary file, synced at once when `sync` is set.
+    /// The open file is returned so that the caller can keep one per file system for
+    /// `syncfs`; holding every one open would run out of descriptors on large trees.
+    fn stage(&mut self, target: &Target<'_>, sync: bool) -> Result<(Staged, File)> {
         let desired = desired(target.path, target.control);
         let dir = target.path.parent().unwrap_or(Path::new("."));
         create_parents(dir, &mut self.created_dirs)?;
@@ -264,10 +273,14 @@ impl AtomicWriter {
             }
             // After chown, which clears set-id bits.
             file.set_permissions(fs::Permissions::from_mode(desired.mode))
-                .map_err(failed("chmod"))
+                .map_err(failed("chmod"))?;
+            if sync {
+                file.sync_all().map_err(failed("fsync"))?;
+            }
+            Ok(())
         })();
         match result {
-            Ok(()) => Ok(Staged { temp, file }),
+            Ok(()) => Ok((Staged { temp }, file)),
             Err(e) => {
                 let _ = fs::remove_file(&temp);
                 Err(e)
@@ -289,12 +302,26 @@ impl FileWriter for AtomicWriter {
             }
         };
         let unchanged = unchanged_targets(targets);
+        let writes = targets
+            .iter()
+            .zip(&unchanged)
+            .filter(|(t, u)| !t.removes() && !**u)
+            .count();
+        let per_file = writes <= PER_FILE_SYNC_LIMIT;
+        // One open file per file system, for syncfs.
+        let mut device_files: Vec<(u64, File)> = Vec::new();
         for (target, unchanged) in targets.iter().zip(unchanged) {
             let entry = if target.removes() || unchanged {
                 None
             } else {
-                match self.stage(target) {
-                    Ok(entry) => Some(entry),
+                match self.stage(target, per_file) {
+                    Ok((entry, file)) => {
+                        let device = file.metadata().map(|m| m.dev()).unwrap_or(0);
+                        if !per_file && !device_files.iter().any(|(d, _)| *d == device) {
+                            device_files.push((device, file));
+                        }
+                        Some(entry)
+                    }
                     Err(e) => {
                         discard(&mut staged);
                         return Err(e);
@@ -303,24 +330,16 @@ impl FileWriter for AtomicWriter {
             };
             staged.push(entry);
         }
-        let count = staged.iter().flatten().count();
-        let per_file = count <= PER_FILE_SYNC_LIMIT;
         let synced = if per_file {
             let created_parents = self.created_dirs.iter().filter_map(|d| match d.parent() {
                 Some(parent) if parent.as_os_str().is_empty() => Some(Path::new(".")),
                 parent => parent,
             });
-            staged
-                .iter()
-                .flatten()
-                .try_for_each(|s| s.file.sync_all())
-                .and_then(|()| {
-                    created_parents
-                        .map(|d| d.to_owned())
-                        .try_for_each(|d| sync_dir(&d))
-                })
+            created_parents
+                .map(|d| d.to_owned())
+                .try_for_each(|d| sync_dir(&d))
         } else {
-            sync_filesystems(staged.iter().flatten().map(|s| &s.file))
+            sync_filesystems(device_files.iter().map(|(_, file)| file))
         };
         self.created_dirs.clear();
         if let Err(e) = synced {

@@ -20,6 +20,8 @@ pub fn valid_key(key: &str) -> bool {
         && key != ".."
         && !key.contains(['/', '\0'])
         && key != "os_config_files"
+        // `<key>.json.orig` must fit in a file name.
+        && key.len() <= 200
 }
 
 /// A cache directory.
@@ -83,7 +85,10 @@ impl Cache {
         let last = fs::read_to_string(with_suffix(&path, ".last"))
             .ok()
             .and_then(|text| json::parse(&text).ok());
-        Ok((last.as_ref() != Some(value), path))
+        Ok((
+            !last.as_ref().is_some_and(|last| same_value(last, value)),
+            path,
+        ))
     }
 
     /// Marks `key`'s current value as handled: copies `<key>.json` to `<key>.json.last`.
@@ -162,6 +167,23 @@ impl Cache {
     }
 }
 
+/// Equality for change detection: key order does not matter, types do (1, 1.0 and true
+/// differ), and a NaN equals itself, so that it does not look changed on every cycle.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || x == y,
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        (x, y) => x == y,
+    }
+}
+
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
@@ -218,6 +240,9 @@ mod tests {
                 .unwrap()
                 .0
         );
+        cache.store("nan", &value(r#"{"a":NaN}"#)).unwrap();
+        cache.commit("nan").unwrap();
+        assert!(!cache.store("nan", &value(r#"{"a":NaN}"#)).unwrap().0);
         cache.store("n", &value(r#"{"a":1}"#)).unwrap();
         cache.commit("n").unwrap();
         assert!(cache.store("n", &value(r#"{"a":true}"#)).unwrap().0);

@@ -144,14 +144,26 @@ pub fn collect_and_store(
     let context = CollectContext {
         cache_dir: cache.dir().to_owned(),
     };
-    let mut stored = Stored::default();
+    // A key seen twice in a cycle (two local directories, a deployment named like a key)
+    // is stored once: last value, first position. Storing both would make it change on
+    // every cycle.
+    let mut entries = Map::new();
     for collector in collectors.iter_mut() {
         for (key, value) in run_collector(collector.as_mut(), &context) {
-            let (changed, path) = cache.store(&key, &value)?;
-            if changed {
-                stored.changed.push(key);
+            entries.insert(key, value);
+        }
+    }
+    let mut stored = Stored::default();
+    for (key, value) in entries {
+        match cache.store(&key, &value) {
+            Ok((changed, path)) => {
+                if changed {
+                    stored.changed.push(key);
+                }
+                stored.paths.push(path);
             }
-            stored.paths.push(path);
+            // One bad key must not stop the daemon: skip it this cycle.
+            Err(e) => tracing::warn!("Skipping key {key:?}: {e}"),
         }
     }
     if !stored.changed.is_empty() {

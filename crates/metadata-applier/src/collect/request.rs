@@ -52,14 +52,12 @@ impl Collector for Request {
             tracing::info!("No metadata_url configured.");
             return Err(SourceError::NotConfigured);
         };
-        let head = self
-            .agent
-            .head(&url)
-            .call()
-            .map_err(|e| Self::failed(&url, &e))?;
+        // Only the header matters: a server that refuses HEAD (405, a presigned GET URL) is
+        // fetched every time, as one that sends no Last-Modified.
+        let head = self.agent.head(&url).call().ok();
         let header = head
-            .headers()
-            .get("last-modified")
+            .as_ref()
+            .and_then(|h| h.headers().get("last-modified"))
             .and_then(|h| h.to_str().ok());
         let modified = header.and_then(|text| {
             let parsed = parse_http_date(text);
@@ -128,6 +126,10 @@ pub fn parse_http_date(text: &str) -> Option<i64> {
         [_, month, day, time, year] => (*day, *month, year.parse().ok()?, *time),
         _ => return None,
     };
+    // Years past 9999 are not dates a server means, and would overflow the arithmetic.
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
     let day: i64 = day.parse().ok()?;
     let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
     let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
@@ -161,5 +163,9 @@ mod tests {
         assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), expected);
         assert_eq!(parse_http_date("Wed, 21 Oct 2015 07:28:00 +0000"), None);
         assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(
+            parse_http_date("Sun Nov  6 08:49:37 9223372036854775807"),
+            None
+        );
     }
 }
