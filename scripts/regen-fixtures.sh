@@ -3,14 +3,15 @@
 # directory's README.md). The per-tool scripts (regen-refresh-config-fixtures.sh,
 # regen-apply-config-fixtures.sh) call this with their TOOL.
 #
-#   scripts/regen-fixtures.sh TOOL [--check] [CASE...]      TOOL: refresh-config | apply-config
+#   scripts/regen-fixtures.sh TOOL [--check] [CASE...]
+#   TOOL: refresh-config | apply-config | collect-config
 #
 # `same` cases get `stdout` and `exit` (the Project must match upstream);
 # `differs` cases get `upstream.stdout` and `upstream.exit` (documentation of
 # the defect; their `stdout`/`exit` are the hand-written Project expectation).
 # --check compares instead of writing and exits 1 on any difference.
 #
-# <TOOL>_VENV (ORC_VENV, OAC_VENV) reuses a venv that already holds the pinned peer;
+# <TOOL>_VENV (ORC_VENV, OAC_VENV, OCC_VENV) reuses a venv that already holds the pinned peer;
 # otherwise one is created (once) under target/peers by scripts/peers.sh. Root runs of
 # os-apply-config go through the fixtures' oac-sandbox wrapper, which keeps them from
 # appending to the host's /var/log/os-apply-config.log.
@@ -22,6 +23,7 @@ shift
 case $tool in
     refresh-config) peer=os-refresh-config venv_var=ORC_VENV probe=(--print-base) ;;
     apply-config) peer=os-apply-config venv_var=OAC_VENV probe=(--print-templates) ;;
+    collect-config) peer=os-collect-config venv_var=OCC_VENV probe=(--config-file /dev/null --print-cachedir) ;;
     *) echo "unknown tool $tool" >&2; exit 2 ;;
 esac
 fixtures=$repo/tests/fixtures/$tool
@@ -84,6 +86,7 @@ run_case() {
         "OS_REFRESH_CONFIG_BASE_DIR=$root/base"
         "ORC=$venv/bin/os-refresh-config" "RUN_PARTS=$venv/bin/dib-run-parts"
         "OAC=$fixtures/oac-sandbox" "REAL_OAC=$venv/bin/os-apply-config"
+        "OCC=$venv/bin/os-collect-config"
         "TMPDIR=$tmp"
     )
     if [ -f "$dir/setup.sh" ]; then

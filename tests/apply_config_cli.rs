@@ -32,11 +32,21 @@ fn differential_against_upstream() {
     );
 }
 
+const COLLECT: [(&str, &str); 1] = [("OCC", "os-collect-config")];
+
 /// The os-collect-config cases of `tests/fixtures/collect-config/` (`$OCC` in `cmd`).
 #[test]
 fn collect_config_cases() {
-    common::conformance(
+    common::conformance(&common::fixtures("collect-config"), &Tools::ours(&COLLECT));
+}
+
+/// The collect-config cases marked `same`, live against upstream os-collect-config 14.1.0.
+#[test]
+fn collect_config_differential() {
+    common::differential(
         &common::fixtures("collect-config"),
-        &Tools::ours(&[("OCC", "os-collect-config")]),
+        "OCC_UPSTREAM_VENV",
+        Tools::upstream("OCC_UPSTREAM_VENV", &COLLECT),
+        &Tools::ours(&COLLECT),
     );
 }
