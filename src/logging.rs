@@ -38,7 +38,9 @@ pub fn init_with_file(program: &'static str, level: Level, log_file: Option<std:
         .with_default(level);
     let builder = tracing_subscriber::fmt()
         .with_max_level(Level::TRACE)
-        .event_format(UpstreamFormat { program });
+        .event_format(UpstreamFormat {
+            style: Style::Python { program },
+        });
     match log_file {
         Some(file) => builder
             .with_writer(std::io::stderr.and(std::sync::Arc::new(file)))
@@ -60,7 +62,9 @@ pub fn init_apply_config(level: Level, log_file: Option<std::fs::File>) {
     unsafe { tzset() };
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .event_format(ApplyConfigFormat);
+        .event_format(UpstreamFormat {
+            style: Style::ApplyConfig,
+        });
     match log_file {
         Some(file) => builder
             .with_writer(std::io::stderr.and(std::sync::Arc::new(file)))
@@ -79,36 +83,20 @@ fn python_level(level: &Level) -> &'static str {
     }
 }
 
-struct ApplyConfigFormat;
-
-impl<S, N> FormatEvent<S, N> for ApplyConfigFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> fmt::Result {
-        let level = python_level(event.metadata().level());
-        write!(
-            writer,
-            "[{}] [{level}] ",
-            local_time("%Y/%m/%d %I:%M:%S %p", false)
-        )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
-    }
-}
-
 extern "C" {
     fn tzset();
 }
 
+/// The log line layouts of the upstream tools.
+enum Style {
+    /// Python logging as os-refresh-config and os-collect-config configure it.
+    Python { program: &'static str },
+    /// os-apply-config's `[%Y/%m/%d %I:%M:%S %p] [LEVEL]`.
+    ApplyConfig,
+}
+
 struct UpstreamFormat {
-    program: &'static str,
+    style: Style,
 }
 
 impl<S, N> FormatEvent<S, N> for UpstreamFormat
@@ -131,12 +119,18 @@ where
             )?;
         } else {
             let level = python_level(meta.level());
-            write!(
-                writer,
-                "[{}] ({}) [{level}] ",
-                local_time("%Y-%m-%d %H:%M:%S", true),
-                self.program
-            )?;
+            match self.style {
+                Style::Python { program } => write!(
+                    writer,
+                    "[{}] ({program}) [{level}] ",
+                    local_time("%Y-%m-%d %H:%M:%S", true)
+                )?,
+                Style::ApplyConfig => write!(
+                    writer,
+                    "[{}] [{level}] ",
+                    local_time("%Y/%m/%d %I:%M:%S %p", false)
+                )?,
+            }
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)

@@ -46,14 +46,18 @@ fn write_metadata(path: &Path, version: char) {
     fs::write(path, json).expect("metadata");
 }
 
-#[test]
-fn killed_writer_never_leaves_a_partial_file() {
+/// The example binary, next to this test's target directory.
+fn os_apply_config() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test path");
-    let oac = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
         .expect("target")
-        .join("examples/os-apply-config");
+        .join("examples/os-apply-config")
+}
+
+#[test]
+fn killed_writer_never_leaves_a_partial_file() {
+    let oac = os_apply_config();
     assert!(oac.exists(), "{} not built", oac.display());
     let dir = tempfile::tempdir().expect("temp dir");
     let templates = dir.path().join("templates");
@@ -134,12 +138,7 @@ fn killed_writer_never_leaves_a_partial_file() {
 /// open at once.
 #[test]
 fn more_files_than_descriptors() {
-    let exe = std::env::current_exe().expect("test path");
-    let oac = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target")
-        .join("examples/os-apply-config");
+    let oac = os_apply_config();
     let dir = tempfile::tempdir().expect("temp dir");
     let templates = dir.path().join("templates");
     fs::create_dir_all(&templates).expect("mkdir");

@@ -203,7 +203,6 @@ fn is_unchanged(target: &Path, body: &[u8], control: &Control) -> bool {
 /// Targets whose content, mode and owner are already right are left untouched.
 #[derive(Debug, Default)]
 pub struct AtomicWriter {
-    counter: u64,
     /// Directories created while staging, whose parents need syncing.
     created_dirs: Vec<PathBuf>,
 }
@@ -221,23 +220,6 @@ impl AtomicWriter {
         Self::default()
     }
 
-    fn temp_name(&mut self, target: &Path) -> PathBuf {
-        use std::hash::{BuildHasher, Hasher};
-        self.counter += 1;
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(self.counter);
-        hasher.write_u32(std::process::id());
-        // A prefix of the name only: the temporary name must fit where the target's does.
-        let name: String = target
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .chars()
-            .take(32)
-            .collect();
-        target.with_file_name(format!(".{name}.{:016x}.tmp", hasher.finish()))
-    }
-
     /// Writes `target`'s body to a new temporary file, synced at once when `sync` is set.
     /// The open file is returned so that the caller can keep one per file system for
     /// `syncfs`; holding every one open would run out of descriptors on large trees.
@@ -252,19 +234,7 @@ impl AtomicWriter {
                 source,
             }
         };
-        let (temp, mut file) = loop {
-            let temp = self.temp_name(target.path);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)
-            {
-                Ok(file) => break (temp, file),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(failed("create temporary file")(e)),
-            }
-        };
+        let (temp, mut file) = create_temp(target.path).map_err(failed("create temporary file"))?;
         let result = (|| {
             file.write_all(target.body).map_err(failed("write"))?;
             if desired.uid.is_some() || desired.gid.is_some() {
@@ -498,6 +468,37 @@ impl FileWriter for DryRunWriter {
     }
 }
 
+/// Creates a new temporary file (mode 0600) beside `target`, named `.<prefix>.<random>.tmp`
+/// with only a prefix of the target's name, so that it fits wherever the target's does.
+fn create_temp(target: &Path) -> io::Result<(PathBuf, File)> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix: String = target
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .chars()
+        .take(32)
+        .collect();
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u32(std::process::id());
+        let temp = target.with_file_name(format!(".{prefix}.{:016x}.tmp", hasher.finish()));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Replaces `path` with `bytes` (mode `mode`) through a temporary file in the same
 /// directory: write, fsync, rename, fsync the directory; the temporary file is removed on
 /// every error path. For small files written one at a time (caches, reports).
@@ -506,22 +507,7 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut attempt = 0u32;
-    let (temp, mut file) = loop {
-        attempt += 1;
-        let temp = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-        {
-            Ok(file) => break (temp, file),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => continue,
-            Err(e) => return Err(e),
-        }
-    };
+    let (temp, mut file) = create_temp(path)?;
     let result = (|| {
         file.write_all(bytes)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
