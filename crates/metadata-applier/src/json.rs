@@ -12,7 +12,7 @@ use std::fmt::{self, Write as _};
 use indexmap::IndexMap;
 
 /// A JSON object in insertion order.
-pub type Map = IndexMap<String, Value>;
+pub type Map = IndexMap<String, Value, foldhash::fast::RandomState>;
 
 /// A JSON value as Python holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,7 +168,7 @@ impl Parser<'_> {
 
     fn object(&mut self) -> Result<Value, ParseError> {
         self.pos += 1;
-        let mut map = Map::new();
+        let mut map = Map::default();
         self.skip_whitespace();
         if self.eat("}") {
             return Ok(Value::Object(map));

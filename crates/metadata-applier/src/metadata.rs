@@ -22,7 +22,7 @@ pub const LEGACY_CONFIG_FILES_LIST: &str = "/var/run/os-collect-config/os_config
 /// is replaced by the right value; a top-level document that is falsy or not an object is
 /// skipped. A merged or replaced key keeps the left position; new keys are appended.
 pub fn merge<'a>(documents: impl IntoIterator<Item = &'a Value>) -> Value {
-    let mut merged = Value::Object(json::Map::new());
+    let mut merged = Value::Object(json::Map::default());
     for document in documents {
         if matches!(document, Value::Object(map) if !map.is_empty()) {
             merge_into(&mut merged, document);

@@ -16,10 +16,31 @@ use crate::json::{self, Value};
 pub struct Template {
     /// The text; nodes refer to it by byte range, so parsing copies nothing.
     source: String,
+    /// The tree, flattened in document order: a section's children follow it, up to its
+    /// `end`. Small nodes in one allocation keep parsing large templates cheap.
     nodes: Vec<Node>,
 }
 
-type Span = std::ops::Range<usize>;
+/// A byte range of the source. Templates are limited to 4 GiB, so that nodes stay small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn new(range: std::ops::Range<usize>) -> Span {
+        // Parse refuses sources whose offsets do not fit.
+        Span {
+            start: range.start as u32,
+            end: range.end as u32,
+        }
+    }
+
+    fn of(self, source: &str) -> &str {
+        &source[self.start as usize..self.end as usize]
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -27,18 +48,19 @@ enum Node {
     Variable {
         name: Span,
         escape: bool,
-        line: usize,
+        line: u32,
     },
     Section {
         name: Span,
         inverted: bool,
-        nodes: Vec<Node>,
-        line: usize,
+        line: u32,
+        /// Index just past the section's last descendant.
+        end: u32,
     },
     Partial {
         name: Span,
         indent: Span,
-        line: usize,
+        line: u32,
     },
 }
 
@@ -95,8 +117,17 @@ const MAX_PARTIAL_DEPTH: usize = 64;
 const MAX_PARTIAL_EXPANSIONS: usize = 100_000;
 
 impl Template {
-    pub fn parse(source: &str) -> Result<Template, SyntaxError> {
-        Parser::new(source).parse()
+    pub fn parse(source: impl Into<String>) -> Result<Template, SyntaxError> {
+        let source = source.into();
+        if u32::try_from(source.len()).is_err() {
+            return Err(SyntaxError {
+                line: 1,
+                column: 1,
+                message: "template larger than 4 GiB".to_owned(),
+            });
+        }
+        let nodes = Parser::new(&source).parse()?;
+        Ok(Template { source, nodes })
     }
 
     /// Renders over `context`; returns the text and every missed lookup in order.
@@ -110,14 +141,15 @@ impl Template {
             stack: vec![context],
             partials,
             options,
-            out: String::new(),
+            // Output is usually about as long as the template.
+            out: String::with_capacity(self.source.len() + self.source.len() / 4),
             misses: Vec::new(),
             cache: RefCell::new(HashMap::new()),
             partial_line: None,
             depth: 0,
             partials_left: MAX_PARTIAL_EXPANSIONS,
         };
-        renderer.nodes(&self.source, &self.nodes);
+        renderer.nodes(&self.source, &self.nodes, 0..self.nodes.len());
         (renderer.out, renderer.misses)
     }
 }
@@ -161,11 +193,7 @@ impl<'a> Parser<'a> {
 
     fn line_of(&mut self, offset: usize) -> usize {
         let (from, line) = self.line_cursor;
-        let line = line
-            + self.source[from..offset]
-                .bytes()
-                .filter(|b| *b == b'\n')
-                .count();
+        let line = line + memchr::memchr_iter(b'\n', &self.source.as_bytes()[from..offset]).count();
         self.line_cursor = (offset, line);
         line
     }
@@ -235,10 +263,13 @@ impl<'a> Parser<'a> {
         Some((line_start, end + eol))
     }
 
-    fn parse(mut self) -> Result<Template, SyntaxError> {
-        // Open sections: name, inverted, line, the nodes before it.
-        let mut open_sections: Vec<OpenSection> = Vec::new();
-        let mut nodes = Vec::new();
+    fn parse(mut self) -> Result<Vec<Node>, SyntaxError> {
+        // Open sections: the index of their node, and the line and column of their tag.
+        let mut open_sections: Vec<(usize, (usize, usize))> = Vec::new();
+        // Each tag adds at most two nodes (text before it, itself): reserving up front saves
+        // the regrowth copies that otherwise dominate parsing large templates.
+        let tags = memchr::memmem::find_iter(self.source.as_bytes(), self.open.as_bytes()).count();
+        let mut nodes = Vec::with_capacity(2 * tags + 1);
         // Pending literal text runs from here to the next tag (or its standalone line).
         let mut text_from = 0;
         while self.pos < self.source.len() {
@@ -255,27 +286,32 @@ impl<'a> Parser<'a> {
             let name_span = span_of(self.source, name);
             let line = self.line_of(start);
             let can_stand_alone = !matches!(kind, TagKind::Variable { .. });
-            let (text_end, next, indent) =
-                match self.standalone(start, end).filter(|_| can_stand_alone) {
-                    Some((line_start, next)) => (line_start, next, line_start..start),
-                    None => (start, end, start..start),
-                };
+            let standalone = if can_stand_alone {
+                self.standalone(start, end)
+            } else {
+                None
+            };
+            let (text_end, next, indent) = match standalone {
+                Some((line_start, next)) => (line_start, next, Span::new(line_start..start)),
+                None => (start, end, Span::new(start..start)),
+            };
             if text_end > text_from {
-                nodes.push(Node::Text(text_from..text_end));
+                nodes.push(Node::Text(Span::new(text_from..text_end)));
             }
+            let line_number = line as u32;
             self.pos = next;
             text_from = next;
             match kind {
                 TagKind::Variable { escape } => nodes.push(Node::Variable {
                     name: name_span,
                     escape,
-                    line,
+                    line: line_number,
                 }),
                 TagKind::Comment => {}
                 TagKind::Partial => nodes.push(Node::Partial {
                     name: name_span,
                     indent,
-                    line,
+                    line: line_number,
                 }),
                 TagKind::Delimiters => {
                     let mut parts = name.split_whitespace();
@@ -294,24 +330,32 @@ impl<'a> Parser<'a> {
                     }
                 }
                 TagKind::Section | TagKind::Inverted => {
-                    let inverted = kind == TagKind::Inverted;
-                    open_sections.push((
-                        name_span,
-                        inverted,
-                        (line, self.column_of(start)),
-                        std::mem::take(&mut nodes),
-                    ));
+                    open_sections.push((nodes.len(), (line, self.column_of(start))));
+                    nodes.push(Node::Section {
+                        name: name_span,
+                        inverted: kind == TagKind::Inverted,
+                        line: line_number,
+                        end: 0,
+                    });
                 }
                 TagKind::Close => {
-                    let Some((open_name, inverted, (open_line, _), before)) = open_sections.pop()
-                    else {
+                    let Some((index, _)) = open_sections.pop() else {
                         return Err(SyntaxError {
                             line,
                             column: self.column_of(start),
                             message: format!("section end tag mismatch: found {{{{/{name}}}}} with no section open"),
                         });
                     };
-                    let open_name_text = &self.source[open_name.clone()];
+                    let children_end = nodes.len() as u32;
+                    let Node::Section {
+                        name: open_name,
+                        end,
+                        ..
+                    } = &mut nodes[index]
+                    else {
+                        unreachable!("open sections index section nodes");
+                    };
+                    let open_name_text = open_name.of(self.source);
                     if open_name_text != name {
                         return Err(SyntaxError {
                             line,
@@ -321,35 +365,26 @@ impl<'a> Parser<'a> {
                             ),
                         });
                     }
-                    let children = std::mem::replace(&mut nodes, before);
-                    nodes.push(Node::Section {
-                        name: open_name,
-                        inverted,
-                        nodes: children,
-                        line: open_line,
-                    });
+                    *end = children_end;
                 }
             }
         }
         if self.source.len() > text_from {
-            nodes.push(Node::Text(text_from..self.source.len()));
+            nodes.push(Node::Text(Span::new(text_from..self.source.len())));
         }
-        if let Some((name, _, (line, column), _)) = open_sections.pop() {
+        if let Some((index, (line, column))) = open_sections.pop() {
+            let Node::Section { name, .. } = nodes[index] else {
+                unreachable!("open sections index section nodes");
+            };
             return Err(SyntaxError {
                 line,
                 column,
-                message: format!("unclosed section '{}'", &self.source[name]),
+                message: format!("unclosed section '{}'", name.of(self.source)),
             });
         }
-        Ok(Template {
-            source: self.source.to_owned(),
-            nodes,
-        })
+        Ok(nodes)
     }
 }
-
-/// A section being parsed: name, inverted, line and column of its tag, the nodes before it.
-type OpenSection = (Span, bool, (usize, usize), Vec<Node>);
 
 struct Renderer<'v, 'p> {
     stack: Vec<&'v Value>,
@@ -393,49 +428,55 @@ impl<'v> Renderer<'v, '_> {
         Some(value)
     }
 
-    fn nodes(&mut self, source: &str, nodes: &[Node]) {
-        for node in nodes {
-            match node {
-                Node::Text(text) => self.out.push_str(&source[text.clone()]),
-                Node::Variable { name, escape, line } => match self.lookup(&source[name.clone()]) {
-                    Some(value) if *escape && self.options.html_escape => {
+    /// Renders `nodes[range]`, a run of siblings (sections carry their descendants).
+    fn nodes(&mut self, source: &str, nodes: &[Node], range: std::ops::Range<usize>) {
+        let mut index = range.start;
+        while index < range.end {
+            let node = &nodes[index];
+            index += 1;
+            match *node {
+                Node::Text(text) => self.out.push_str(text.of(source)),
+                Node::Variable { name, escape, line } => match self.lookup(name.of(source)) {
+                    Some(value) if escape && self.options.html_escape => {
                         self.out.push_str(&html_escape(&display(value)));
                     }
                     Some(Value::String(text)) => self.out.push_str(text),
                     Some(value) => self.out.push_str(&display(value)),
-                    None => self.miss(*line, &source[name.clone()]),
+                    None => self.miss(line as usize, name.of(source)),
                 },
                 Node::Section {
                     name,
                     inverted,
-                    nodes,
                     line,
+                    end,
                 } => {
-                    let name = &source[name.clone()];
+                    let children = index..end as usize;
+                    index = end as usize;
+                    let name = name.of(source);
                     let value = self.lookup(name);
                     if value.is_none() {
-                        self.miss(*line, name);
+                        self.miss(line as usize, name);
                     }
                     let truthy = value.is_some_and(Value::is_truthy);
                     match (inverted, value) {
-                        (true, _) if !truthy => self.nodes(source, nodes),
+                        (true, _) if !truthy => self.nodes(source, nodes, children),
                         (false, Some(Value::Array(items))) if truthy => {
                             for item in items {
                                 self.stack.push(item);
-                                self.nodes(source, nodes);
+                                self.nodes(source, nodes, children.clone());
                                 self.stack.pop();
                             }
                         }
                         (false, Some(value)) if truthy => {
                             self.stack.push(value);
-                            self.nodes(source, nodes);
+                            self.nodes(source, nodes, children);
                             self.stack.pop();
                         }
                         _ => {}
                     }
                 }
                 Node::Partial { name, indent, line } => {
-                    self.partial(&source[name.clone()], &source[indent.clone()], *line)
+                    self.partial(name.of(source), indent.of(source), line as usize)
                 }
             }
         }
@@ -454,8 +495,8 @@ impl<'v> Renderer<'v, '_> {
                 let template = self.partials.load(name).map(|text| {
                     let text = indent_lines(&text, indent);
                     // A partial that does not parse renders as its text.
-                    Rc::new(Template::parse(&text).unwrap_or_else(|_| Template {
-                        nodes: vec![Node::Text(0..text.len())],
+                    Rc::new(Template::parse(text.as_str()).unwrap_or_else(|_| Template {
+                        nodes: vec![Node::Text(Span::new(0..text.len()))],
                         source: text,
                     }))
                 });
@@ -469,7 +510,7 @@ impl<'v> Renderer<'v, '_> {
         };
         let outer = self.partial_line.replace(self.partial_line.unwrap_or(line));
         self.depth += 1;
-        self.nodes(&template.source, &template.nodes);
+        self.nodes(&template.source, &template.nodes, 0..template.nodes.len());
         self.depth -= 1;
         self.partial_line = outer;
     }
@@ -478,16 +519,16 @@ impl<'v> Renderer<'v, '_> {
 /// The byte range of `part`, a slice of `whole`, within it.
 fn span_of(whole: &str, part: &str) -> Span {
     let start = part.as_ptr() as usize - whole.as_ptr() as usize;
-    start..start + part.len()
+    Span::new(start..start + part.len())
 }
 
-/// `haystack.find(needle)` for the short delimiters: a byte scan for the first byte, which
-/// beats setting up a substring searcher for every tag.
+/// `haystack.find(needle)` for the short delimiters: a vectorised scan for the first byte,
+/// which beats setting up a substring searcher for every tag.
 fn find(haystack: &str, needle: &str) -> Option<usize> {
     let (bytes, needle) = (haystack.as_bytes(), needle.as_bytes());
     let first = *needle.first()?;
     let mut from = 0;
-    while let Some(offset) = bytes[from..].iter().position(|b| *b == first) {
+    while let Some(offset) = memchr::memchr(first, &bytes[from..]) {
         let at = from + offset;
         if bytes[at..].starts_with(needle) {
             return Some(at);

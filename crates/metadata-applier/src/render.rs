@@ -83,7 +83,7 @@ impl Renderer for MustacheRenderer {
         } else {
             text
         };
-        let parsed = Template::parse(&text).map_err(|e| Error::Template {
+        let parsed = Template::parse(text).map_err(|e| Error::Template {
             path: template.path.to_owned(),
             line: e.line,
             message: format!("{} (column {})", e.message, e.column),

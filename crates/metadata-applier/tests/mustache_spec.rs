@@ -59,7 +59,7 @@ fn mustache_spec_suite() {
             };
             let data = test.get("data").cloned().unwrap_or(Value::Null);
             let expected = text(test.get("expected"));
-            let rendered = Template::parse(&text(test.get("template"))).map(|t| {
+            let rendered = Template::parse(text(test.get("template"))).map(|t| {
                 t.render(&data, &partials, RenderOptions { html_escape: true })
                     .0
             });

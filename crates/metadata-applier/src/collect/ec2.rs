@@ -72,7 +72,7 @@ impl Ec2 {
             )));
         }
         let listing = self.get(url)?;
-        let mut tree = Map::new();
+        let mut tree = Map::default();
         // Empty lines (a listing ending in a newline) name nothing.
         for line in listing.split('\n').filter(|l| !l.is_empty()) {
             let line = match line.split_once('=') {

@@ -25,7 +25,7 @@ impl Collector for HeatLocal {
     }
 
     fn collect(&mut self, _: &CollectContext) -> Result<Vec<(String, Value)>, SourceError> {
-        let mut merged = Map::new();
+        let mut merged = Map::default();
         for path in &self.paths {
             let Ok(text) = std::fs::read_to_string(path) else {
                 continue;

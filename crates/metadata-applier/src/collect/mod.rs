@@ -147,7 +147,7 @@ pub fn collect_and_store(
     // A key seen twice in a cycle (two local directories, a deployment named like a key)
     // is stored once: last value, first position. Storing both would make it change on
     // every cycle.
-    let mut entries = Map::new();
+    let mut entries = Map::default();
     for collector in collectors.iter_mut() {
         for (key, value) in run_collector(collector.as_mut(), &context) {
             entries.insert(key, value);
@@ -178,7 +178,7 @@ pub fn collect_only(collectors: &mut [Box<dyn Collector>], cache_dir: &Path) -> 
     let context = CollectContext {
         cache_dir: cache_dir.to_owned(),
     };
-    let mut content = Map::new();
+    let mut content = Map::default();
     for collector in collectors.iter_mut() {
         for (key, value) in run_collector(collector.as_mut(), &context) {
             content.insert(key, value);
