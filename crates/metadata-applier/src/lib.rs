@@ -23,6 +23,7 @@ pub mod json;
 pub mod key;
 pub mod metadata;
 pub mod mustache;
+mod parallel;
 mod render;
 mod tree;
 mod write;

@@ -26,15 +26,24 @@ pub struct TemplateFile {
 /// not ending in `.oac` (dotfiles and symlinks to files included); directory symlinks are not
 /// followed. A missing root has no templates.
 pub fn list_templates(root: &Path) -> Result<Vec<TemplateFile>> {
-    let mut templates = Vec::new();
+    let mut listed = Vec::new();
     if root.is_dir() {
-        walk(root, Path::new(""), &mut templates)?;
+        walk(root, Path::new(""), &mut listed)?;
     }
-    templates.sort_by(|a, b| a.relative.as_os_str().cmp(b.relative.as_os_str()));
-    Ok(templates)
+    listed.sort_by(|(a, _), (b, _)| a.relative.as_os_str().cmp(b.relative.as_os_str()));
+    // One access(2) per template: on all cores for large trees.
+    Ok(crate::parallel::map(&listed, 64, |(template, is_file)| {
+        TemplateFile {
+            executable: *is_file
+                && nix::unistd::access(&template.path, nix::unistd::AccessFlags::X_OK).is_ok(),
+            ..template.clone()
+        }
+    }))
 }
 
-fn walk(root: &Path, relative: &Path, out: &mut Vec<TemplateFile>) -> Result<()> {
+/// Lists templates depth-first, each with whether it is a regular file (or a symlink to
+/// one), its `executable` flag not yet set.
+fn walk(root: &Path, relative: &Path, out: &mut Vec<(TemplateFile, bool)>) -> Result<()> {
     let dir = root.join(relative);
     let read_error = |path: &Path| {
         let path = path.to_owned();
@@ -73,14 +82,15 @@ fn walk(root: &Path, relative: &Path, out: &mut Vec<TemplateFile>) -> Result<()>
         let control = names
             .contains(control_name.as_os_str())
             .then(|| dir.join(&control_name));
-        let executable =
-            is_file && nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_ok();
-        out.push(TemplateFile {
-            relative,
-            path,
-            executable,
-            control,
-        });
+        out.push((
+            TemplateFile {
+                relative,
+                path,
+                executable: false,
+                control,
+            },
+            is_file,
+        ));
     }
     Ok(())
 }
@@ -109,36 +119,13 @@ pub fn render_all(root: &Path, context: &Value, missing: MissingKey) -> Result<V
     let templates = list_templates(root)?;
     let mustache = MustacheRenderer::new(root);
     // Rendering is independent per template: spread it over the cores, keeping tree order.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = templates.len().div_ceil(threads).max(16);
-    let results: Vec<Result<Vec<RenderedWithMisses>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = templates
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(|| {
-                    part.iter()
-                        .map(|t| render_one(t, &mustache, context))
-                        .collect()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
+    let results = crate::parallel::map(&templates, 16, |t| render_one(t, &mustache, context));
     let mut rendered = Vec::with_capacity(templates.len());
     let mut misses = Vec::new();
-    for part in results {
-        for (file, missed) in part? {
-            rendered.push(file);
-            misses.extend(missed);
-        }
+    for result in results {
+        let (file, missed) = result?;
+        rendered.push(file);
+        misses.extend(missed);
     }
     if missing == MissingKey::Error && !misses.is_empty() {
         return Err(Error::MissingKeys { misses });

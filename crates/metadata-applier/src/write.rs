@@ -164,31 +164,65 @@ struct Desired {
     gid: Option<u32>,
 }
 
-/// Control values, else the existing file's (following symlinks, as upstream), else 0644 and
-/// the process's own ids.
-fn desired(target: &Path, control: &Control) -> Desired {
-    let existing = fs::metadata(target).ok().filter(|m| m.is_file());
-    Desired {
+/// What a target needs, decided from one `lstat` (and a `stat` through a symlink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Empty under `allow_empty: false`.
+    Remove,
+    /// Content, mode and owner already right.
+    Keep,
+    Write(Desired),
+}
+
+fn plan(target: &Target<'_>) -> Result<Plan> {
+    if target.removes() {
+        return Ok(Plan::Remove);
+    }
+    let control = target.control;
+    let link = fs::symlink_metadata(target.path).ok();
+    // Upstream keeps the mode and owner of what the path points to; a symlink is replaced by
+    // a file, never written through.
+    let existing = match &link {
+        Some(meta) if meta.is_symlink() => fs::metadata(target.path).ok().filter(|m| m.is_file()),
+        Some(meta) if meta.is_file() => {
+            if is_same(target, meta) {
+                return Ok(Plan::Keep);
+            }
+            link
+        }
+        // Found before anything is written, rather than when the rename fails.
+        Some(meta) if meta.is_dir() => {
+            return Err(Error::Write {
+                path: target.path.to_owned(),
+                action: "replace",
+                source: io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"),
+            })
+        }
+        _ => None,
+    };
+    Ok(Plan::Write(Desired {
         mode: control
             .mode
             .or(existing.as_ref().map(|m| m.mode() & 0o7777))
             .unwrap_or(0o644),
         uid: control.owner.or(existing.as_ref().map(|m| m.uid())),
         gid: control.group.or(existing.as_ref().map(|m| m.gid())),
-    }
+    }))
 }
 
-/// Whether `target` is a regular file (not a symlink) that already is what is desired.
-fn is_unchanged(target: &Path, body: &[u8], control: &Control) -> bool {
-    let Ok(meta) = fs::symlink_metadata(target) else {
-        return false;
-    };
-    meta.is_file()
-        && meta.len() == body.len() as u64
+/// Whether the regular file `meta` describes already holds `target`'s body, mode and owner.
+fn is_same(target: &Target<'_>, meta: &fs::Metadata) -> bool {
+    let control = target.control;
+    meta.len() == target.body.len() as u64
         && control.mode.is_none_or(|mode| meta.mode() & 0o7777 == mode)
         && control.owner.is_none_or(|uid| meta.uid() == uid)
         && control.group.is_none_or(|gid| meta.gid() == gid)
-        && fs::read(target).is_ok_and(|current| current == body)
+        && fs::read(target.path).is_ok_and(|current| current == target.body)
+}
+
+/// Whether `target` is a regular file (not a symlink) that already is what is desired.
+fn is_unchanged(target: &Target<'_>) -> bool {
+    fs::symlink_metadata(target.path).is_ok_and(|meta| meta.is_file() && is_same(target, &meta))
 }
 
 /// Writes for real, in three steps so that no target is ever half-written:
@@ -198,63 +232,150 @@ fn is_unchanged(target: &Path, body: &[u8], control: &Control) -> bool {
 ///    there are few, else with one `syncfs` per file system, which costs far less than
 ///    hundreds of fsyncs;
 /// 3. each temporary file is renamed over its target, or an empty `allow_empty: false` target
-///    removed, in order; then the directories (or file systems) are synced again.
+///    removed; then the directories (or file systems) are synced again.
 ///
-/// Targets whose content, mode and owner are already right are left untouched.
+/// Targets whose content, mode and owner are already right are left untouched. Comparing,
+/// staging and renaming run on all cores: on large trees they are most of the work.
 #[derive(Debug, Default)]
-pub struct AtomicWriter {
-    /// Directories created while staging, whose parents need syncing.
-    created_dirs: Vec<PathBuf>,
-}
+pub struct AtomicWriter {}
 
 /// Above this many staged files one `syncfs` replaces the per-file fsyncs.
 const PER_FILE_SYNC_LIMIT: usize = 16;
 
-/// A body waiting in its temporary file.
-struct Staged {
-    temp: PathBuf,
-}
+/// Per-file work is spread over threads in chunks of at least this many files.
+const PARALLEL_CHUNK: usize = 32;
 
 impl AtomicWriter {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    /// Writes `target`'s body to a new temporary file, synced at once when `sync` is set.
-    /// The open file is returned so that the caller can keep one per file system for
-    /// `syncfs`; holding every one open would run out of descriptors on large trees.
-    fn stage(&mut self, target: &Target<'_>, sync: bool) -> Result<(Staged, File)> {
-        let desired = desired(target.path, target.control);
-        let dir = target.path.parent().unwrap_or(Path::new("."));
-        create_parents(dir, &mut self.created_dirs)?;
-        let failed = |action: &'static str| {
-            move |source: io::Error| Error::Write {
+/// Step 1 for one target.
+#[derive(Debug)]
+enum Prepared {
+    Remove,
+    Keep,
+    /// In this temporary file.
+    Staged(PathBuf),
+}
+
+/// Directories known to exist, and those created, shared by the staging threads: many files
+/// share a directory, which is then checked once.
+#[derive(Default)]
+struct Directories {
+    known: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+    created: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl Directories {
+    fn ensure(&self, dir: &Path) -> Result<()> {
+        use crate::parallel::lock;
+        if lock(&self.known).contains(dir) {
+            return Ok(());
+        }
+        let mut created = Vec::new();
+        let result = create_parents(dir, &mut created);
+        lock(&self.created).extend(created);
+        result?;
+        lock(&self.known).insert(dir.to_owned());
+        Ok(())
+    }
+}
+
+fn prepare(target: &Target<'_>, sync: bool, dirs: &Directories) -> Result<Prepared> {
+    Ok(match plan(target)? {
+        Plan::Remove => Prepared::Remove,
+        Plan::Keep => Prepared::Keep,
+        Plan::Write(desired) => {
+            dirs.ensure(parent_of(target.path))?;
+            Prepared::Staged(stage(target, desired, sync)?)
+        }
+    })
+}
+
+/// Writes `target`'s body to a new temporary file beside it, synced at once when `sync` is
+/// set, and returns the temporary file's path; on error nothing is left behind.
+fn stage(target: &Target<'_>, desired: Desired, sync: bool) -> Result<PathBuf> {
+    let failed = |action: &'static str| {
+        move |source: io::Error| Error::Write {
+            path: target.path.to_owned(),
+            action,
+            source,
+        }
+    };
+    let (temp, mut file) = create_temp(target.path).map_err(failed("create temporary file"))?;
+    let result = (|| {
+        file.write_all(target.body).map_err(failed("write"))?;
+        if desired.uid.is_some() || desired.gid.is_some() {
+            std::os::unix::fs::fchown(&file, desired.uid, desired.gid).map_err(failed("chown"))?;
+        }
+        // After chown, which clears set-id bits.
+        file.set_permissions(fs::Permissions::from_mode(desired.mode))
+            .map_err(failed("chmod"))?;
+        if sync {
+            file.sync_all().map_err(failed("fsync"))?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Step 3 for one target: its temporary file renamed over it, or it removed.
+fn commit(target: &Target<'_>, prepared: &Prepared) -> Result<Action> {
+    match prepared {
+        Prepared::Staged(temp) => match fs::rename(temp, target.path) {
+            Ok(()) => Ok(Action::Written),
+            Err(source) => {
+                let _ = fs::remove_file(temp);
+                Err(Error::Write {
+                    path: target.path.to_owned(),
+                    action: "rename",
+                    source,
+                })
+            }
+        },
+        Prepared::Remove => match fs::remove_file(target.path) {
+            Ok(()) => Ok(Action::Deleted),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Action::NotCreated),
+            Err(source) => Err(Error::Write {
                 path: target.path.to_owned(),
-                action,
+                action: "delete",
                 source,
-            }
-        };
-        let (temp, mut file) = create_temp(target.path).map_err(failed("create temporary file"))?;
-        let result = (|| {
-            file.write_all(target.body).map_err(failed("write"))?;
-            if desired.uid.is_some() || desired.gid.is_some() {
-                std::os::unix::fs::fchown(&file, desired.uid, desired.gid)
-                    .map_err(failed("chown"))?;
-            }
-            // After chown, which clears set-id bits.
-            file.set_permissions(fs::Permissions::from_mode(desired.mode))
-                .map_err(failed("chmod"))?;
-            if sync {
-                file.sync_all().map_err(failed("fsync"))?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => Ok((Staged { temp }, file)),
-            Err(e) => {
-                let _ = fs::remove_file(&temp);
-                Err(e)
-            }
+            }),
+        },
+        Prepared::Keep => Ok(Action::Unchanged),
+    }
+}
+
+/// The directory holding `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Each distinct directory of `paths`, in first-seen order.
+fn distinct_parents<'p>(paths: impl Iterator<Item = &'p Path>) -> Vec<&'p Path> {
+    let mut seen = std::collections::HashSet::new();
+    paths
+        .map(parent_of)
+        .filter(|dir| seen.insert(*dir))
+        .collect()
+}
+
+/// Removes every staged temporary file.
+fn discard(prepared: &[Prepared]) {
+    for prepared in prepared {
+        if let Prepared::Staged(temp) = prepared {
+            let _ = fs::remove_file(temp);
         }
     }
 }
@@ -265,145 +386,107 @@ impl FileWriter for AtomicWriter {
         targets: &[Target<'_>],
         on_change: &mut dyn FnMut(&Change),
     ) -> Result<()> {
-        let mut staged: Vec<Option<Staged>> = Vec::with_capacity(targets.len());
-        let discard = |staged: &mut Vec<Option<Staged>>| {
-            for entry in staged.iter_mut().filter_map(Option::take) {
-                let _ = fs::remove_file(&entry.temp);
-            }
-        };
-        let unchanged = unchanged_targets(targets);
-        let writes = targets
-            .iter()
-            .zip(&unchanged)
-            .filter(|(t, u)| !t.removes() && !**u)
-            .count();
-        let per_file = writes <= PER_FILE_SYNC_LIMIT;
-        // One open file per file system, for syncfs.
-        let mut device_files: Vec<(u64, File)> = Vec::new();
-        for (target, unchanged) in targets.iter().zip(unchanged) {
-            let entry = if target.removes() || unchanged {
-                None
-            } else {
-                match self.stage(target, per_file) {
-                    Ok((entry, file)) => {
-                        let device = file.metadata().map(|m| m.dev()).unwrap_or(0);
-                        if !per_file && !device_files.iter().any(|(d, _)| *d == device) {
-                            device_files.push((device, file));
-                        }
-                        Some(entry)
-                    }
-                    Err(e) => {
-                        discard(&mut staged);
-                        return Err(e);
-                    }
-                }
-            };
-            staged.push(entry);
+        // Step 1. Small batches fsync each file as it is staged, while it is open.
+        let sync_while_staging = targets.len() <= PER_FILE_SYNC_LIMIT;
+        let dirs = Directories::default();
+        let prepared = crate::parallel::map(targets, PARALLEL_CHUNK, |t| {
+            prepare(t, sync_while_staging, &dirs)
+        });
+        let mut failure = None;
+        let prepared: Vec<Prepared> = prepared
+            .into_iter()
+            .filter_map(|p| p.map_err(|e| failure.get_or_insert(e)).ok())
+            .collect();
+        if let Some(error) = failure {
+            discard(&prepared);
+            return Err(error);
         }
-        let synced = if per_file {
-            let created_parents = self.created_dirs.iter().filter_map(|d| match d.parent() {
-                Some(parent) if parent.as_os_str().is_empty() => Some(Path::new(".")),
-                parent => parent,
-            });
-            created_parents
-                .map(|d| d.to_owned())
-                .try_for_each(|d| sync_dir(&d))
+        let staged: Vec<(&Path, &Path)> = targets
+            .iter()
+            .zip(&prepared)
+            .filter_map(|(target, p)| match p {
+                Prepared::Staged(temp) => Some((target.path, temp.as_path())),
+                _ => None,
+            })
+            .collect();
+
+        // Step 2.
+        let created_dirs = dirs.created.into_inner().unwrap_or_else(|e| e.into_inner());
+        let synced = if staged.len() <= PER_FILE_SYNC_LIMIT {
+            let files = if sync_while_staging {
+                Ok(())
+            } else {
+                staged
+                    .iter()
+                    .try_for_each(|(_, temp)| File::open(temp)?.sync_all())
+            };
+            files.and_then(|()| {
+                created_dirs
+                    .iter()
+                    .map(|dir| parent_of(dir))
+                    .try_for_each(sync_dir)
+            })
         } else {
-            sync_filesystems(device_files.iter().map(|(_, file)| file))
+            sync_filesystems(&distinct_parents(staged.iter().map(|(path, _)| *path)))
         };
-        self.created_dirs.clear();
         if let Err(e) = synced {
-            discard(&mut staged);
+            discard(&prepared);
             return Err(Error::Io {
                 what: "syncing the written files".to_owned(),
                 source: e,
             });
         }
-        let mut synced_dirs = Vec::new();
-        for (index, target) in targets.iter().enumerate() {
-            let action = match staged[index].take() {
-                Some(entry) => match fs::rename(&entry.temp, target.path) {
-                    Ok(()) => Action::Written,
-                    Err(source) => {
-                        let _ = fs::remove_file(&entry.temp);
-                        discard(&mut staged);
-                        return Err(Error::Write {
-                            path: target.path.to_owned(),
-                            action: "rename",
-                            source,
-                        });
+
+        // Step 3. Reported in order once all are done, so that what is reported is what was
+        // made even when one fails.
+        let indices: Vec<usize> = (0..targets.len()).collect();
+        let committed = crate::parallel::map(&indices, PARALLEL_CHUNK, |&index| {
+            commit(&targets[index], &prepared[index])
+        });
+        let mut first_error = None;
+        let mut changed: Vec<&Path> = Vec::new();
+        for (target, result) in targets.iter().zip(committed) {
+            match result {
+                Ok(action) => {
+                    if matches!(action, Action::Written | Action::Deleted) {
+                        changed.push(target.path);
                     }
-                },
-                None if target.removes() => match fs::remove_file(target.path) {
-                    Ok(()) => Action::Deleted,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Action::NotCreated,
-                    Err(source) => {
-                        discard(&mut staged);
-                        return Err(Error::Write {
-                            path: target.path.to_owned(),
-                            action: "delete",
-                            source,
-                        });
-                    }
-                },
-                None => Action::Unchanged,
-            };
-            if matches!(action, Action::Written | Action::Deleted) {
-                synced_dirs.push(target.path.parent().unwrap_or(Path::new(".")).to_owned());
+                    on_change(&Change {
+                        path: target.path.to_owned(),
+                        action,
+                    });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            on_change(&Change {
-                path: target.path.to_owned(),
-                action,
-            });
         }
-        // The renames and removals, durable: one flush per file system again.
-        synced_dirs.sort();
-        synced_dirs.dedup();
-        let dirs: Vec<File> = synced_dirs
-            .iter()
-            .filter_map(|d| File::open(d).ok())
-            .collect();
-        sync_filesystems(dirs.iter()).map_err(|source| Error::Io {
+        // The renames and removals, durable.
+        let changed_dirs = distinct_parents(changed.into_iter());
+        let synced = if changed_dirs.len() <= PER_FILE_SYNC_LIMIT {
+            changed_dirs.into_iter().try_for_each(sync_dir)
+        } else {
+            sync_filesystems(&changed_dirs)
+        };
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        synced.map_err(|source| Error::Io {
             what: "syncing the output directories".to_owned(),
             source,
         })
     }
 }
 
-/// Which targets already hold their body, checked on all cores: comparing a large tree is
-/// mostly reading it back.
-fn unchanged_targets(targets: &[Target<'_>]) -> Vec<bool> {
-    let check = |t: &Target<'_>| !t.removes() && is_unchanged(t.path, t.body, t.control);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads == 1 || targets.len() < 32 {
-        return targets.iter().map(check).collect();
-    }
-    let chunk = targets.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = targets
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<bool>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
-}
-
-/// `syncfs` once for each file system holding one of `files`.
-fn sync_filesystems<'a>(files: impl Iterator<Item = &'a File>) -> io::Result<()> {
+/// `syncfs` once for each file system holding one of `dirs`.
+fn sync_filesystems(dirs: &[&Path]) -> io::Result<()> {
     let mut devices = Vec::new();
-    for file in files {
-        let device = file.metadata()?.dev();
+    for dir in dirs {
+        let dir = File::open(dir)?;
+        let device = dir.metadata()?.dev();
         if !devices.contains(&device) {
             devices.push(device);
-            nix::unistd::syncfs(file).map_err(io::Error::from)?;
+            nix::unistd::syncfs(&dir).map_err(io::Error::from)?;
         }
     }
     Ok(())
@@ -447,18 +530,20 @@ impl FileWriter for DryRunWriter {
         targets: &[Target<'_>],
         on_change: &mut dyn FnMut(&Change),
     ) -> Result<()> {
-        for target in targets {
-            let action = if target.removes() {
+        let actions = crate::parallel::map(targets, PARALLEL_CHUNK, |target| {
+            if target.removes() {
                 if fs::symlink_metadata(target.path).is_ok() {
                     Action::Deleted
                 } else {
                     Action::NotCreated
                 }
-            } else if is_unchanged(target.path, target.body, target.control) {
+            } else if is_unchanged(target) {
                 Action::Unchanged
             } else {
                 Action::Written
-            };
+            }
+        });
+        for (target, action) in targets.iter().zip(actions) {
             on_change(&Change {
                 path: target.path.to_owned(),
                 action,
@@ -481,10 +566,12 @@ fn create_temp(target: &Path) -> io::Result<(PathBuf, File)> {
         .chars()
         .take(32)
         .collect();
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
     loop {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        hasher.write_u32(std::process::id());
+        hasher.write_u32(pid);
         let temp = target.with_file_name(format!(".{prefix}.{:016x}.tmp", hasher.finish()));
         match OpenOptions::new()
             .write(true)
