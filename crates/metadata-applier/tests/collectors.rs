@@ -285,3 +285,120 @@ fn a_cycle_stores_changes_and_commits_nothing_by_itself() {
         .changed
         .is_empty());
 }
+
+/// A loop device over a vfat image labelled `config-2`, detached on drop.
+struct ConfigDriveDevice {
+    device: String,
+    _image: tempfile::TempDir,
+}
+
+impl ConfigDriveDevice {
+    /// `None` when this machine cannot make one (not root, no loop devices or tools).
+    fn create(meta_data: &str) -> Option<ConfigDriveDevice> {
+        use std::process::Command;
+        if !is_root() {
+            return None;
+        }
+        let dir = tempfile::tempdir().ok()?;
+        let image = dir.path().join("drive.img");
+        let json = dir.path().join("meta-data.json");
+        std::fs::write(&json, meta_data).ok()?;
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            Command::new(program)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        };
+        let image_arg = image.as_os_str();
+        run("truncate", &["-s".as_ref(), "4M".as_ref(), image_arg])?;
+        run(
+            "mkfs.vfat",
+            &["-n".as_ref(), "config-2".as_ref(), image_arg],
+        )?;
+        run(
+            "mmd",
+            &[
+                "-i".as_ref(),
+                image_arg,
+                "::ec2".as_ref(),
+                "::ec2/latest".as_ref(),
+            ],
+        )?;
+        run(
+            "mcopy",
+            &[
+                "-i".as_ref(),
+                image_arg,
+                json.as_os_str(),
+                "::ec2/latest/meta-data.json".as_ref(),
+            ],
+        )?;
+        let attached = run(
+            "losetup",
+            &["--find".as_ref(), "--show".as_ref(), image_arg],
+        )?;
+        let device = String::from_utf8_lossy(&attached.stdout).trim().to_owned();
+        Some(ConfigDriveDevice {
+            device,
+            _image: dir,
+        })
+    }
+}
+
+impl Drop for ConfigDriveDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.device])
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    })
+}
+
+/// Device probing with the real blkid: a loop device labelled `config-2` is found; where the
+/// kernel mounts vfat its metadata wins over the service, else the collector falls back to the
+/// service. Either way no mount and no mount point are left behind.
+#[test]
+fn ec2_probes_a_config_2_device() {
+    let Some(drive) = ConfigDriveDevice::create(r#"{"from": "device"}"#) else {
+        eprintln!("skipped: needs root, loop devices, dosfstools and mtools");
+        return;
+    };
+    let blkid = std::process::Command::new("blkid")
+        .args(["-o", "export"])
+        .output()
+        .expect("blkid");
+    let found = metadata_applier::collect::parse_blkid(&String::from_utf8_lossy(&blkid.stdout))
+        .into_iter()
+        .find(|d| d.devname == drive.device)
+        .expect("blkid lists the loop device");
+    assert!(found.is_config_drive(), "{found:?}");
+
+    let server = Server::start(ec2_routes(), false);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut collector = Ec2::new(Ec2Options {
+        metadata_url: format!("{}/latest/meta-data", server.base),
+        timeout: Duration::from_secs(5),
+        config_drive_path: None,
+        config_drive: true,
+    });
+    let entries = collector.collect(&context(cache.path())).expect("collect");
+    let vfat = std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|f| f.lines().any(|l| l.trim_end().ends_with("vfat")));
+    let from_device = json::dumps(&entries[0].1) == r#"{"from": "device"}"#;
+    assert_eq!(from_device, vfat, "{}", json::dumps(&entries[0].1));
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    assert!(!mounts.contains(&drive.device), "{mounts}");
+    let leftover = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy() == format!("config-2-{}", std::process::id()));
+    assert!(!leftover, "mount point left behind");
+}

@@ -246,18 +246,32 @@ fn with_mounted(device: &str, read: impl Fn(&Path) -> Option<Value>) -> Option<V
     }
     let dir = std::env::temp_dir().join(format!("config-2-{}", std::process::id()));
     std::fs::create_dir(&dir).ok()?;
-    let mounted = std::process::Command::new("mount")
+    // mount's complaints go to the log, not to whatever stderr the embedding program has.
+    let mounted = match std::process::Command::new("mount")
         .arg(device)
         .arg(&dir)
         .args(["-o", "ro,noexec,nosuid,nodev"])
-        .status()
-        .is_ok_and(|s| s.success());
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            tracing::warn!("Could not mount config drive {device}: {}", stderr.trim());
+            false
+        }
+        Err(e) => {
+            tracing::warn!("Could not run mount for config drive {device}: {e}");
+            false
+        }
+    };
     let value = if mounted { read(&dir) } else { None };
     if mounted {
         let _ = std::process::Command::new("umount")
             .arg("-l")
             .arg(&dir)
-            .status();
+            .stdin(std::process::Stdio::null())
+            .output();
     }
     let _ = std::fs::remove_dir(&dir);
     value
