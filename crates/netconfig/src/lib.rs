@@ -1,7 +1,16 @@
 //! Describe host networking declaratively and render it, as os-net-config does, with
 //! systemd-networkd and NetworkManager outputs besides ifcfg.
 //!
-//! This crate will validate a network model, number NICs from a listing, and render files as
-//! pure data. Only its `apply` feature will touch the host (write files, control interfaces).
-//!
-//! Not implemented yet: this crate is a placeholder that fixes the workspace shape.
+//! What exists so far is the pure front end: [`schema`] (os-net-config 18.1.0's device types
+//! as data), [`validate`] (the document parsed as YAML 1.2 with positions, every problem
+//! reported at once with line, column and field path, YAML 1.1 readings warned about) and
+//! [`nics`] (NIC numbering and the mapping file over a [`nics::HostFacts`] source: sysfs
+//! under a chosen root, or a fixed list). Renderers (ifcfg, ENI, networkd, NetworkManager
+//! keyfiles) come next; they produce files as data. Only a future `apply` feature will touch
+//! the host.
+
+pub mod nics;
+pub mod schema;
+pub mod validate;
+
+pub use validate::{parse, validate, Diagnostic, Severity};
