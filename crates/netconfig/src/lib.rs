@@ -9,8 +9,14 @@
 //! keyfiles) come next; they produce files as data. Only a future `apply` feature will touch
 //! the host.
 
+pub mod ifcfg;
+pub mod model;
 pub mod nics;
+pub mod render;
 pub mod schema;
 pub mod validate;
 
+pub use ifcfg::Ifcfg;
+pub use model::{network_config, Device, Kind, NetworkConfig};
+pub use render::{changed, Compare, RenderError, RenderedFile, Renderer};
 pub use validate::{parse, validate, Diagnostic, Severity};

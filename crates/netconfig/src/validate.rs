@@ -843,6 +843,107 @@ impl Validator {
     }
 }
 
+/// Names written `nic<N>` (or `nic<N>.<VID>`) that no NIC answers to: upstream would use them
+/// as literal device names (D17).
+pub fn unresolved_aliases(root: &Node, aliases: &crate::nics::Aliases) -> Vec<Diagnostic> {
+    fn is_alias(name: &str) -> bool {
+        let base = name.split_once('.').map_or(name, |(b, _)| b);
+        base.strip_prefix("nic")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+    fn walk(node: &Node, path: &str, aliases: &crate::nics::Aliases, out: &mut Vec<Diagnostic>) {
+        match node {
+            Node::Mapping(map) => {
+                for (key, value) in map.iter() {
+                    let field = format!("{path}.{}", key.as_str());
+                    match (key.as_str(), value.as_scalar()) {
+                        ("name" | "device" | "parent", Some(s)) => {
+                            let name = s.as_str();
+                            if is_alias(name) && aliases.resolve(name) == name {
+                                let (line, column) = position(value.span());
+                                out.push(Diagnostic {
+                                    severity: Severity::Error,
+                                    line,
+                                    column,
+                                    path: field,
+                                    message: format!("{name} does not map to any active NIC"),
+                                });
+                            }
+                        }
+                        _ => walk(value, &field, aliases, out),
+                    }
+                }
+            }
+            Node::Sequence(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{index}]"), aliases, out);
+                }
+            }
+            Node::Scalar(_) => {}
+        }
+    }
+    let mut found = Vec::new();
+    if let Some(config) = root.as_mapping().and_then(|m| m.get_node("network_config")) {
+        walk(config, "network_config", aliases, &mut found);
+    }
+    found
+}
+
+/// The `interface_mapping` entries of a mapping file, in file order.
+pub fn mapping_entries(root: &Node) -> Result<Vec<crate::nics::MappingEntry>, Vec<Diagnostic>> {
+    let mut v = Validator::default();
+    let mut entries = Vec::new();
+    let Some(top) = root.as_mapping() else {
+        v.error(
+            root.span(),
+            "",
+            "the mapping file must be a mapping with interface_mapping",
+        );
+        return Err(v.found);
+    };
+    for (key, value) in top.iter() {
+        if key.as_str() != "interface_mapping" {
+            v.error(
+                key.span(),
+                key.as_str(),
+                "unknown section (expected interface_mapping)",
+            );
+            continue;
+        }
+        let Some(map) = v.mapping(
+            value,
+            "interface_mapping",
+            "a mapping of alias: device or MAC",
+        ) else {
+            continue;
+        };
+        for (alias, target) in map.iter() {
+            let path = format!("interface_mapping.{}", alias.as_str());
+            if let Some(s) = v.scalar(target, &path, "a device name or MAC address") {
+                if s.may_coerce()
+                    && s.as_str().split(':').count() == 6
+                    && s.as_str().bytes().all(|b| b.is_ascii_digit() || b == b':')
+                {
+                    v.warning(
+                        target.span(),
+                        &path,
+                        "YAML 1.1 (upstream) reads this unquoted MAC as a base-60 number; quote it",
+                    );
+                }
+                entries.push(crate::nics::MappingEntry {
+                    alias: alias.as_str().to_owned(),
+                    target: s.as_str().to_owned(),
+                });
+            }
+        }
+    }
+    if v.found.iter().any(|d| d.severity == Severity::Error) {
+        Err(v.found)
+    } else {
+        Ok(entries)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

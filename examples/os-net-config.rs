@@ -1,0 +1,245 @@
+//! `os-net-config`: render a declarative host network configuration into the files of a
+//! network provider, flag-compatible with upstream os-net-config 18.1.0. `--noop` prints the
+//! files that would change as upstream does (`File: <path>` blocks); `--no-activate` writes
+//! them; activating interfaces is not implemented yet. Beyond upstream: every validation
+//! error at once with its line, column and field path; `--sysfs-root` to number NICs from
+//! another tree.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use netconfig::nics::{aliases, HostFacts, Sysfs};
+use netconfig::{changed, Diagnostic, Ifcfg, Renderer, Severity};
+use tracing::{error, warn, Level};
+use tripleo_rs::logging;
+use tripleo_rs::report::write_atomically;
+
+/// Exit status bits (upstream's `exit_codes.py`).
+const EXIT_ERROR: u8 = 1;
+const EXIT_FILES_CHANGED: u8 = 2;
+const EXIT_NETWORK_CONFIG_FAILED: u8 = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Provider {
+    Ifcfg,
+    Eni,
+}
+
+/// Configures host networking from a YAML or JSON description.
+#[derive(Debug, Parser)]
+#[command(name = "os-net-config", version)]
+struct Args {
+    /// The network configuration (YAML 1.2 or JSON).
+    #[arg(
+        short = 'c',
+        long = "config-file",
+        default_value = "/etc/os-net-config/config.yaml"
+    )]
+    config_file: PathBuf,
+    /// Interface aliases: `interface_mapping: {nic1: em3, prov: "52:54:00:00:00:05"}`.
+    #[arg(
+        short = 'm',
+        long = "mapping-file",
+        default_value = "/etc/os-net-config/mapping.yaml"
+    )]
+    mapping_file: PathBuf,
+    /// The files to write [default: ifcfg when <root>/etc/sysconfig/network-scripts exists,
+    /// else eni when <root>/etc/network exists].
+    #[arg(short = 'p', long, value_enum)]
+    provider: Option<Provider>,
+    /// Prefix for every file path read and written.
+    #[arg(short = 'r', long = "root-dir", default_value = "")]
+    root_dir: String,
+    /// Print the files that would change; write nothing.
+    #[arg(long)]
+    noop: bool,
+    /// Exit 2 when files changed (and upstream's other bits), 0 when nothing did.
+    #[arg(long)]
+    detailed_exit_codes: bool,
+    /// Accepted for compatibility: validation errors are always fatal here.
+    #[arg(long)]
+    exit_on_validation_errors: bool,
+    /// Write the files but do not restart interfaces.
+    #[arg(long)]
+    no_activate: bool,
+    /// Print the alias mapping of these interfaces (all when none) as JSON and exit.
+    #[arg(short = 'i', long, num_args = 0.., value_name = "INTERFACE")]
+    interfaces: Option<Vec<String>>,
+    /// Where to find sys/class/net for NIC numbering [default: /].
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    sysfs_root: PathBuf,
+    /// Print debugging output.
+    #[arg(short, long)]
+    debug: bool,
+    /// Print verbose output.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = if args.debug {
+        Level::DEBUG
+    } else if args.verbose {
+        Level::INFO
+    } else {
+        Level::WARN
+    };
+    logging::init("os-net-config", level);
+    match run(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            error!("{message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Prints diagnostics as `<file>:<line>:<col>: <path>: <message>`; true if any is an error.
+fn report(file: &Path, diagnostics: &[Diagnostic]) -> bool {
+    for d in diagnostics {
+        let line = format!("{}:{d}", file.display());
+        match d.severity {
+            Severity::Warning => warn!("{line}"),
+            Severity::Error => error!("{line}"),
+        }
+    }
+    diagnostics.iter().any(|d| d.severity == Severity::Error)
+}
+
+fn run(args: &Args) -> Result<u8, String> {
+    let facts = Sysfs {
+        root: args.sysfs_root.clone(),
+    };
+    let mapping = if args.mapping_file.exists() {
+        let text = read(&args.mapping_file)?;
+        let root =
+            netconfig::parse(&text).map_err(|d| format!("{}:{d}", args.mapping_file.display()))?;
+        netconfig::validate::mapping_entries(&root).map_err(|found| {
+            report(&args.mapping_file, &found);
+            format!("{}: invalid mapping file", args.mapping_file.display())
+        })?
+    } else {
+        Vec::new()
+    };
+    let aliases = aliases(&facts, &mapping).map_err(|e| e.to_string())?;
+    if let Some(interfaces) = &args.interfaces {
+        return Ok(print_interfaces(interfaces, &aliases, &facts));
+    }
+
+    let text = read(&args.config_file)?;
+    let root =
+        netconfig::parse(&text).map_err(|d| format!("{}:{d}", args.config_file.display()))?;
+    let mut found = netconfig::validate(&root);
+    found.extend(netconfig::validate::unresolved_aliases(&root, &aliases));
+    found.sort_by_key(|d| (d.line, d.column));
+    if report(&args.config_file, &found) {
+        return Err(format!(
+            "{}: {} error(s); nothing written",
+            args.config_file.display(),
+            found
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count()
+        ));
+    }
+    let config = netconfig::network_config(&root, &aliases);
+    let root_dir = args.root_dir.trim_end_matches('/');
+    let provider = match args.provider {
+        Some(p) => p,
+        None if Path::new(&format!("{root_dir}/etc/sysconfig/network-scripts")).is_dir() => {
+            Provider::Ifcfg
+        }
+        None if Path::new(&format!("{root_dir}/etc/network")).is_dir() => Provider::Eni,
+        None => return Err("Unable to set provider for this operating system.".to_owned()),
+    };
+    let renderer: &dyn Renderer = match provider {
+        Provider::Ifcfg => &Ifcfg,
+        Provider::Eni => return Err("the eni provider is not implemented yet".to_owned()),
+    };
+    let files = match renderer.render(&config, &facts) {
+        Ok(files) => files,
+        Err(e) => {
+            error!("{e}");
+            return Ok(if args.detailed_exit_codes {
+                EXIT_NETWORK_CONFIG_FAILED
+            } else {
+                EXIT_ERROR
+            });
+        }
+    };
+    let changed: Vec<_> = files
+        .iter()
+        .map(|f| (format!("{root_dir}{}", f.path), f))
+        .filter(|(path, f)| changed(f, std::fs::read_to_string(path).ok().as_deref()))
+        .collect();
+    if args.noop {
+        let mut out = std::io::stdout().lock();
+        for (path, file) in &changed {
+            let block = format!("File: {path}\n\n{}\n----\n", file.content);
+            out.write_all(block.as_bytes())
+                .map_err(|e| format!("stdout: {e}"))?;
+        }
+    } else if args.no_activate {
+        for (path, file) in &changed {
+            if let Some(dir) = Path::new(path).parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            write_atomically(Path::new(path), file.content.as_bytes())
+                .map_err(|e| format!("{path}: {e}"))?;
+        }
+    } else {
+        return Err(
+            "activating interfaces is not implemented yet: use --noop or --no-activate".to_owned(),
+        );
+    }
+    Ok(if args.detailed_exit_codes && !changed.is_empty() {
+        EXIT_FILES_CHANGED
+    } else {
+        0
+    })
+}
+
+/// `-i`: each name's device as JSON, sorted; exit 1 if one maps to nothing.
+fn print_interfaces(
+    names: &[String],
+    aliases: &netconfig::nics::Aliases,
+    facts: &dyn HostFacts,
+) -> u8 {
+    let nics = facts.nics();
+    let mut mapped = BTreeMap::new();
+    let mut missing = false;
+    let names: Vec<String> = if names.is_empty() {
+        aliases.entries.iter().map(|(a, _)| a.clone()).collect()
+    } else {
+        names.to_vec()
+    };
+    for name in &names {
+        match aliases.device(name) {
+            Some(device) => {
+                mapped.insert(name.clone(), device.to_owned());
+            }
+            None if nics.iter().any(|n| &n.name == name) => {
+                mapped.insert(name.clone(), name.clone());
+            }
+            None => missing = true,
+        }
+    }
+    let body: Vec<String> = mapped
+        .iter()
+        .map(|(k, v)| format!("\"{}\": \"{}\"", json_escape(k), json_escape(v)))
+        .collect();
+    logging::print_line(format!("{{{}}}", body.join(", ")).as_bytes());
+    u8::from(missing)
+}
+
+fn json_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
