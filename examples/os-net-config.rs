@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use netconfig::nics::{aliases, HostFacts, Sysfs};
-use netconfig::{changed, Diagnostic, Ifcfg, Renderer, Severity};
+use netconfig::{changed, Diagnostic, Eni, Ifcfg, Renderer, Severity};
 use tracing::{error, warn, Level};
 use tripleo_rs::logging;
 use tripleo_rs::report::write_atomically;
@@ -162,7 +162,7 @@ fn run(args: &Args) -> Result<u8, String> {
     };
     let renderer: &dyn Renderer = match provider {
         Provider::Ifcfg => &Ifcfg,
-        Provider::Eni => return Err("the eni provider is not implemented yet".to_owned()),
+        Provider::Eni => &Eni,
     };
     let files = match renderer.render(&config, &facts) {
         Ok(files) => files,

@@ -9,6 +9,7 @@
 //! keyfiles) come next; they produce files as data. Only a future `apply` feature will touch
 //! the host.
 
+pub mod eni;
 pub mod ifcfg;
 pub mod model;
 pub mod nics;
@@ -16,6 +17,7 @@ pub mod render;
 pub mod schema;
 pub mod validate;
 
+pub use eni::Eni;
 pub use ifcfg::Ifcfg;
 pub use model::{network_config, Device, Kind, NetworkConfig};
 pub use render::{changed, Compare, RenderError, RenderedFile, Renderer};

@@ -110,6 +110,8 @@ pub fn validate(root: &Node) -> Vec<Diagnostic> {
                 if section == "fallback_config" && items.len() > 2 {
                     v.error(value.span(), section, "takes at most 2 devices");
                 }
+                // Each section is a configuration of its own: names may repeat across them.
+                v.names.clear();
                 for (index, item) in items.iter().enumerate() {
                     v.device(item, &format!("{section}[{index}]"), None);
                 }
@@ -143,6 +145,8 @@ pub fn validate(root: &Node) -> Vec<Diagnostic> {
 #[derive(Default)]
 struct Validator {
     found: Vec<Diagnostic>,
+    /// Device names seen, with the path of the device that took each.
+    names: Vec<(String, String)>,
 }
 
 fn position(span: &Span) -> (usize, usize) {
@@ -184,6 +188,33 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// The device name a type derives from its fields (`vlan<ID>`, `<parent>.<pkey>`), as written
+/// (before alias resolution); `None` for entries that are not devices.
+fn derived_name(type_name: &str, map: &MarkedMappingNode) -> Option<String> {
+    let field = |key: &str| map.get_scalar(key).map(|s| s.as_str().to_owned());
+    match type_name {
+        "route_table" | "dcb" | "ivs_bridge" => None,
+        "vlan" => field("vlan_id").map(|id| format!("vlan{id}")),
+        "ivs_interface" | "nfvswitch_internal" => {
+            let base = field("name")
+                .unwrap_or_else(|| type_name.split('_').next().unwrap_or("").to_owned());
+            field("vlan_id").map(|id| format!("{base}{id}"))
+        }
+        "ib_child_interface" => {
+            let pkey = field("pkey_id")?;
+            let value = pkey
+                .parse::<u16>()
+                .ok()
+                .or_else(|| u16::from_str_radix(pkey.trim_start_matches("0x"), 16).ok())?;
+            field("parent").map(|p| format!("{p}.{:04x}", 0x8000 | value))
+        }
+        "sriov_vf" => field("device")
+            .zip(field("vfid"))
+            .map(|(d, v)| format!("{d}:{v}")),
+        _ => field("name"),
+    }
 }
 
 /// YAML 1.1 words upstream (PyYAML) reads as booleans where YAML 1.2 reads text.
@@ -441,6 +472,15 @@ impl Validator {
         }
         if let Some(members) = map.get_sequence("members") {
             self.one_primary(members, path, device);
+        }
+        if let Some(name) = derived_name(device.name, map) {
+            match self.names.iter().find(|(n, _)| *n == name) {
+                Some((_, first)) => {
+                    let message = format!("device name {name} is already used by {first}");
+                    self.error(start(node), path, &message);
+                }
+                None => self.names.push((name, path.to_owned())),
+            }
         }
     }
 
@@ -998,6 +1038,17 @@ mod tests {
         assert_eq!(
             found,
             ["4:10: warning: network_config[0].mtu: YAML 1.1 (upstream) reads 01500 as an octal number; write it without the leading 0"]
+        );
+    }
+
+    #[test]
+    fn duplicate_device_names_are_refused() {
+        let found = check(
+            "network_config:\n  - type: vlan\n    vlan_id: 10\n    device: em1\n  - type: vlan\n    vlan_id: 10\n    device: em2\n",
+        );
+        assert_eq!(
+            found,
+            ["5:5: network_config[1]: device name vlan10 is already used by network_config[0]"]
         );
     }
 
