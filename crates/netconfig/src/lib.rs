@@ -20,5 +20,5 @@ pub mod validate;
 pub use eni::Eni;
 pub use ifcfg::Ifcfg;
 pub use model::{network_config, Device, Kind, NetworkConfig};
-pub use render::{changed, Compare, RenderError, RenderedFile, Renderer};
+pub use render::{changed, noop_output, Compare, RenderError, RenderedFile, Renderer};
 pub use validate::{parse, validate, Diagnostic, Severity};
