@@ -92,6 +92,26 @@ pub fn changed(file: &RenderedFile, existing: Option<&str>) -> bool {
     }
 }
 
+/// `--noop` output, as upstream prints it: for each file that would change, `File: <path>`,
+/// a blank line, the content, a blank line and `----`. `existing` reads a path's current
+/// content (`None`: no file); `root_dir` prefixes every path.
+pub fn noop_output(
+    files: &[RenderedFile],
+    root_dir: &str,
+    existing: impl Fn(&str) -> Option<String>,
+) -> (String, usize) {
+    let mut out = String::new();
+    let mut count = 0;
+    for file in files {
+        let path = format!("{}{}", root_dir.trim_end_matches('/'), file.path);
+        if changed(file, existing(&path).as_deref()) {
+            count += 1;
+            out.push_str(&format!("File: {path}\n\n{}\n----\n", file.content));
+        }
+    }
+    (out, count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,24 +134,4 @@ mod tests {
         let route = RenderedFile::exact("/r".into(), String::new());
         assert!(!changed(&route, None));
     }
-}
-
-/// `--noop` output, as upstream prints it: for each file that would change, `File: <path>`,
-/// a blank line, the content, a blank line and `----`. `existing` reads a path's current
-/// content (`None`: no file); `root_dir` prefixes every path.
-pub fn noop_output(
-    files: &[RenderedFile],
-    root_dir: &str,
-    existing: impl Fn(&str) -> Option<String>,
-) -> (String, usize) {
-    let mut out = String::new();
-    let mut count = 0;
-    for file in files {
-        let path = format!("{}{}", root_dir.trim_end_matches('/'), file.path);
-        if changed(file, existing(&path).as_deref()) {
-            count += 1;
-            out.push_str(&format!("File: {path}\n\n{}\n----\n", file.content));
-        }
-    }
-    (out, count)
 }
