@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use netconfig::nics::{aliases, HostFacts, Sysfs};
-use netconfig::{changed, Diagnostic, Eni, Ifcfg, Renderer, Severity};
+use netconfig::{changed, noop_output, Diagnostic, Eni, Ifcfg, Renderer, Severity};
 use tracing::{error, warn, Level};
 use tripleo_rs::logging;
 use tripleo_rs::report::write_atomically;
@@ -175,32 +175,35 @@ fn run(args: &Args) -> Result<u8, String> {
             });
         }
     };
-    let changed: Vec<_> = files
-        .iter()
-        .map(|f| (format!("{root_dir}{}", f.path), f))
-        .filter(|(path, f)| changed(f, std::fs::read_to_string(path).ok().as_deref()))
-        .collect();
-    if args.noop {
-        let mut out = std::io::stdout().lock();
-        for (path, file) in &changed {
-            let block = format!("File: {path}\n\n{}\n----\n", file.content);
-            out.write_all(block.as_bytes())
-                .map_err(|e| format!("stdout: {e}"))?;
-        }
+    let existing = |path: &str| std::fs::read_to_string(path).ok();
+    let changed_count = if args.noop {
+        let (text, count) = noop_output(&files, root_dir, existing);
+        std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("stdout: {e}"))?;
+        count
     } else if args.no_activate {
-        for (path, file) in &changed {
-            if let Some(dir) = Path::new(path).parent() {
+        let mut count = 0;
+        for file in &files {
+            let path = format!("{root_dir}{}", file.path);
+            if !changed(file, existing(&path).as_deref()) {
+                continue;
+            }
+            count += 1;
+            if let Some(dir) = Path::new(&path).parent() {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            write_atomically(Path::new(path), file.content.as_bytes())
+            write_atomically(Path::new(&path), file.content.as_bytes())
                 .map_err(|e| format!("{path}: {e}"))?;
         }
+        count
     } else {
         return Err(
             "activating interfaces is not implemented yet: use --noop or --no-activate".to_owned(),
         );
-    }
-    Ok(if args.detailed_exit_codes && !changed.is_empty() {
+    };
+    Ok(if args.detailed_exit_codes && changed_count > 0 {
         EXIT_FILES_CHANGED
     } else {
         0
