@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use netconfig::nics::{aliases, HostFacts, Sysfs};
-use netconfig::{changed, noop_output, Diagnostic, Eni, Ifcfg, Renderer, Severity};
+use netconfig::{changed, noop_output, Diagnostic, Eni, Ifcfg, Networkd, Renderer, Severity};
 use tracing::{error, warn, Level};
 use tripleo_rs::logging;
 use tripleo_rs::report::write_atomically;
@@ -26,6 +26,8 @@ const EXIT_NETWORK_CONFIG_FAILED: u8 = 4;
 enum Provider {
     Ifcfg,
     Eni,
+    /// systemd-networkd .netdev/.network files (beyond upstream; never autodetected).
+    Networkd,
 }
 
 /// Configures host networking from a YAML or JSON description.
@@ -163,6 +165,7 @@ fn run(args: &Args) -> Result<u8, String> {
     let renderer: &dyn Renderer = match provider {
         Provider::Ifcfg => &Ifcfg,
         Provider::Eni => &Eni,
+        Provider::Networkd => &Networkd,
     };
     let files = match renderer.render(&config, &facts) {
         Ok(files) => files,

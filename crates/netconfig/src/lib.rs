@@ -12,6 +12,7 @@
 pub mod eni;
 pub mod ifcfg;
 pub mod model;
+pub mod networkd;
 pub mod nics;
 pub mod render;
 pub mod schema;
@@ -20,5 +21,6 @@ pub mod validate;
 pub use eni::Eni;
 pub use ifcfg::Ifcfg;
 pub use model::{network_config, Device, Kind, NetworkConfig};
+pub use networkd::Networkd;
 pub use render::{changed, noop_output, Compare, RenderError, RenderedFile, Renderer};
 pub use validate::{parse, validate, Diagnostic, Severity};
