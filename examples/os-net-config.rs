@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use metadata_applier::replace_file;
 use netconfig::nics::{aliases, HostFacts, Sysfs};
-use netconfig::{changed, noop_output, Diagnostic, Eni, Ifcfg, Networkd, Renderer, Severity};
+use netconfig::{
+    changed, noop_output, Diagnostic, Eni, Ifcfg, Networkd, NmKeyfile, Renderer, Severity,
+};
 use tracing::{error, warn, Level};
 use tripleo_rs::logging;
-use tripleo_rs::report::write_atomically;
 
 /// Exit status bits (upstream's `exit_codes.py`).
 const EXIT_ERROR: u8 = 1;
@@ -28,6 +30,8 @@ enum Provider {
     Eni,
     /// systemd-networkd .netdev/.network files (beyond upstream; never autodetected).
     Networkd,
+    /// NetworkManager keyfiles (beyond upstream; never autodetected).
+    NmKeyfile,
 }
 
 /// Configures host networking from a YAML or JSON description.
@@ -166,6 +170,7 @@ fn run(args: &Args) -> Result<u8, String> {
         Provider::Ifcfg => &Ifcfg,
         Provider::Eni => &Eni,
         Provider::Networkd => &Networkd,
+        Provider::NmKeyfile => &NmKeyfile,
     };
     let files = match renderer.render(&config, &facts) {
         Ok(files) => files,
@@ -197,7 +202,7 @@ fn run(args: &Args) -> Result<u8, String> {
             if let Some(dir) = Path::new(&path).parent() {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            write_atomically(Path::new(&path), file.content.as_bytes())
+            replace_file(Path::new(&path), file.content.as_bytes(), file.mode)
                 .map_err(|e| format!("{path}: {e}"))?;
         }
         count

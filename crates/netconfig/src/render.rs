@@ -20,14 +20,23 @@ pub struct RenderedFile {
     pub path: String,
     pub content: String,
     pub compare: Compare,
+    /// Permission bits the file must have.
+    pub mode: u32,
 }
 
 impl RenderedFile {
+    /// The same file with other permission bits.
+    pub fn with_mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
     pub fn exact(path: String, content: String) -> Self {
         RenderedFile {
             path,
             content,
             compare: Compare::Exact,
+            mode: 0o644,
         }
     }
 
@@ -36,6 +45,7 @@ impl RenderedFile {
             path,
             content,
             compare: Compare::Ifcfg,
+            mode: 0o644,
         }
     }
 }
