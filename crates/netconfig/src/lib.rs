@@ -1,13 +1,16 @@
 //! Describe host networking declaratively and render it, as os-net-config does, with
-//! systemd-networkd and NetworkManager outputs besides ifcfg.
+//! systemd-networkd and NetworkManager outputs besides ifcfg and ENI.
 //!
-//! What exists so far is the pure front end: [`schema`] (os-net-config 18.1.0's device types
-//! as data), [`validate`] (the document parsed as YAML 1.2 with positions, every problem
-//! reported at once with line, column and field path, YAML 1.1 readings warned about) and
-//! [`nics`] (NIC numbering and the mapping file over a [`nics::HostFacts`] source: sysfs
-//! under a chosen root, or a fixed list). Renderers (ifcfg, ENI, networkd, NetworkManager
-//! keyfiles) come next; they produce files as data. Only a future `apply` feature will touch
-//! the host.
+//! The pipeline is pure: [`validate::parse`] reads the document (YAML 1.2, JSON included)
+//! keeping a position on every node; [`validate()`] reports every problem at once with line,
+//! column and field path, and warns where upstream's YAML 1.1 reading would differ;
+//! [`nics`] numbers NICs and applies the mapping file over a [`nics::HostFacts`] source
+//! (sysfs under a chosen root, or a fixed list); [`network_config`] builds the typed device
+//! tree; a [`Renderer`] ([`Ifcfg`], [`Eni`], [`Networkd`], [`NmKeyfile`]) turns it into
+//! files as data, and [`noop_output`] prints what would change as upstream's `--noop` does.
+//!
+//! This crate does not touch the host: writing and activating (the future `apply` feature)
+//! are the caller's.
 
 pub mod eni;
 pub mod ifcfg;
