@@ -333,6 +333,21 @@ fn routes(device: &Device) -> Result<String, RenderError> {
             options.push(' ');
             options.push_str(extra);
         }
+        // `self` means on-link: no gateway (D3), which net-tools' route cannot say.
+        if route.next_hop == "self" {
+            let destination = route
+                .destination
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            let family = if destination.contains(':') { " -6" } else { "" };
+            for (verb, action) in [("up", "add"), ("down", "del")] {
+                out.push_str(&format!(
+                    "{verb} ip{family} route {action} {destination} dev {}{options}\n",
+                    device.name
+                ));
+            }
+            continue;
+        }
         if route.is_v6() {
             let destination = v6_destination(route);
             out.push_str(&format!(

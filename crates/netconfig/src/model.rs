@@ -341,7 +341,11 @@ fn device(map: &MarkedMappingNode, aliases: &Aliases) -> Device {
         },
         "ovs_tunnel" => Kind::OvsTunnel {
             tunnel_type: text(map, "tunnel_type").unwrap_or_default(),
-            ovs_options: texts(map, "ovs_options"),
+            // Tunnel options are interface options in OVS's database.
+            ovs_options: texts(map, "ovs_options")
+                .into_iter()
+                .map(|o| format!("options:{o}"))
+                .collect(),
             ovs_extra,
         },
         "ib_interface" => Kind::IbInterface {

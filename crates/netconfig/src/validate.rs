@@ -473,6 +473,9 @@ impl Validator {
         if let Some(members) = map.get_sequence("members") {
             self.one_primary(members, path, device);
         }
+        if device.name == "route_table" {
+            self.reserved_table(map, path);
+        }
         if let Some(name) = derived_name(device.name, map) {
             match self.names.iter().find(|(n, _)| *n == name) {
                 Some((_, first)) => {
@@ -480,6 +483,30 @@ impl Validator {
                     self.error(start(node), path, &message);
                 }
                 None => self.names.push((name, path.to_owned())),
+            }
+        }
+    }
+
+    /// iproute2's reserved tables may not be redefined.
+    fn reserved_table(&mut self, map: &MarkedMappingNode, path: &str) {
+        const RESERVED: [(u64, &str); 4] = [
+            (0, "unspec"),
+            (253, "default"),
+            (254, "main"),
+            (255, "local"),
+        ];
+        let name = map.get_scalar("name");
+        let id = map.get_scalar("table_id");
+        for (reserved_id, reserved_name) in RESERVED {
+            let clash = name
+                .filter(|n| n.as_str() == reserved_name)
+                .map(|n| (n.span(), "name", n.as_str().to_owned()))
+                .or_else(|| {
+                    id.filter(|i| yaml_int(i) == Some(reserved_id))
+                        .map(|i| (i.span(), "table_id", i.as_str().to_owned()))
+                });
+            if let Some((span, field, value)) = clash {
+                self.error(span, &format!("{path}.{field}"), &format!("route table {value:?} conflicts with reserved table \"{reserved_id} {reserved_name}\""));
             }
         }
     }
