@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: bash and coreutils run the hooks, util-linux (setpriv) and
 # bsdutils (script) run cases as another user and on a pseudo-terminal, python3 reads JSON
 # reports in cases, npm fetches the mustache spec suite, dosfstools and mtools build a config
-# drive image for the device-probing test (losetup, blkid: util-linux); a python3 that can make venvs
+# drive image for the device-probing test (losetup, blkid: util-linux), systemd's networkd
+# reads the networkd renderer's files; a python3 that can make venvs
 # (Debian's needs python3-venv) runs the upstream peers.
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed' || command -v "$1" >/dev/null
 }
 missing=()
-for package in bash coreutils util-linux bsdutils python3 npm dosfstools mtools; do
+for package in bash coreutils util-linux bsdutils python3 npm dosfstools mtools systemd; do
     installed "$package" || missing+=("$package")
 done
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
