@@ -2,8 +2,8 @@
 //! network provider, flag-compatible with upstream os-net-config 18.1.0. `--noop` prints the
 //! files that would change as upstream does (`File: <path>` blocks); `--no-activate` writes
 //! them; activating interfaces is not implemented yet. Beyond upstream: every validation
-//! error at once with its line, column and field path; `--sysfs-root` to number NICs from
-//! another tree.
+//! error at once with its line, column and field path; `--diff`; the `networkd` and
+//! `nm-keyfile` providers; `--sysfs-root` to number NICs from another tree.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -62,6 +62,10 @@ struct Args {
     /// Print the files that would change; write nothing.
     #[arg(long)]
     noop: bool,
+    /// Print a unified diff of each file that would change against what is under the root
+    /// (new files against /dev/null); write nothing. Exit codes as with --noop.
+    #[arg(long, conflicts_with = "noop")]
+    diff: bool,
     /// Exit 2 when files changed (and upstream's other bits), 0 when nothing did.
     #[arg(long)]
     detailed_exit_codes: bool,
@@ -184,7 +188,33 @@ fn run(args: &Args) -> Result<u8, String> {
         }
     };
     let existing = |path: &str| std::fs::read_to_string(path).ok();
-    let changed_count = if args.noop {
+    let changed_count = if args.diff {
+        let mut out = std::io::stdout().lock();
+        let mut count = 0;
+        for file in &files {
+            let path = format!("{root_dir}{}", file.path);
+            let current = existing(&path);
+            if !changed(file, current.as_deref()) {
+                continue;
+            }
+            count += 1;
+            let old_name = if current.is_some() {
+                path.as_str()
+            } else {
+                "/dev/null"
+            };
+            let text = similar::udiff::unified_diff(
+                similar::Algorithm::Myers,
+                current.as_deref().unwrap_or(""),
+                &file.content,
+                3,
+                Some((old_name, &path)),
+            );
+            out.write_all(text.as_bytes())
+                .map_err(|e| format!("stdout: {e}"))?;
+        }
+        count
+    } else if args.noop {
         let (text, count) = noop_output(&files, root_dir, existing);
         std::io::stdout()
             .lock()

@@ -177,3 +177,40 @@ fn interfaces_prints_the_mapping_sorted() {
     let out = run(dir.path(), BOND, &["-i", "nic7"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn diff_shows_new_and_changed_files() {
+    let dir = setup();
+    let scripts = dir.path().join("root/etc/sysconfig/network-scripts");
+    let out = run(dir.path(), BOND, &["--diff", "--detailed-exit-codes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "--- /dev/null\n+++ {}/ifcfg-em1\n@@ -0,0 +1,",
+            scripts.display()
+        )),
+        "{stdout}"
+    );
+
+    run(dir.path(), BOND, &["--no-activate"]);
+    let dhcp_off = BOND.replace("use_dhcp: true", "use_dhcp: false");
+    let out = run(dir.path(), &dhcp_off, &["--diff", "--detailed-exit-codes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let bond = format!("{}/ifcfg-bond1", scripts.display());
+    assert!(
+        stdout.starts_with(&format!("--- {bond}\n+++ {bond}\n")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n-BOOTPROTO=dhcp\n"), "{stdout}");
+    assert!(stdout.contains("\n+PEERDNS=no\n"), "{stdout}");
+    // Nothing was written.
+    let bond_file = fs::read_to_string(scripts.join("ifcfg-bond1")).expect("bond");
+    assert!(bond_file.contains("BOOTPROTO=dhcp"));
+}
