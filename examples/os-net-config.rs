@@ -75,6 +75,10 @@ struct Args {
     /// Write the files but do not restart interfaces.
     #[arg(long)]
     no_activate: bool,
+    /// Name devices by their alias (nic1, or a mapping file name) and pin each to its NIC's
+    /// MAC, which is renamed to the alias.
+    #[arg(long)]
+    persist_mapping: bool,
     /// Print the alias mapping of these interfaces (all when none) as JSON and exit.
     #[arg(short = 'i', long, num_args = 0.., value_name = "INTERFACE")]
     interfaces: Option<Vec<String>>,
@@ -160,7 +164,11 @@ fn run(args: &Args) -> Result<u8, String> {
                 .count()
         ));
     }
-    let config = netconfig::network_config(&root, &aliases);
+    let config = if args.persist_mapping {
+        netconfig::network_config_persistent(&root, &aliases, &facts)
+    } else {
+        netconfig::network_config(&root, &aliases)
+    };
     let root_dir = args.root_dir.trim_end_matches('/');
     let provider = match args.provider {
         Some(p) => p,

@@ -121,6 +121,9 @@ fn netmask(prefix: u8) -> Ipv4Addr {
 /// One stanza per address (v4 first), or one without an address.
 fn stanzas(device: &Device, port: Port<'_>, facts: &dyn HostFacts) -> Result<String, RenderError> {
     let common = &device.common;
+    if device.hwaddr.is_some() {
+        return Err(unsupported(device, "persist_mapping (a hardware address)"));
+    }
     if !common.defroute {
         return Err(unsupported(device, "defroute: false"));
     }

@@ -493,6 +493,9 @@ fn ifcfg(
             }
         }
     }
+    if let Some(mac) = &device.hwaddr {
+        keys.set("HWADDR", mac.as_str());
+    }
     if !ovs_extra.is_empty() {
         keys.set("OVS_EXTRA", format!("\"{}\"", ovs_extra.join(" -- ")));
     }

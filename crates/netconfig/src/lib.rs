@@ -24,7 +24,7 @@ pub mod validate;
 
 pub use eni::Eni;
 pub use ifcfg::Ifcfg;
-pub use model::{network_config, Device, Kind, NetworkConfig};
+pub use model::{network_config, network_config_persistent, Device, Kind, NetworkConfig};
 pub use networkd::Networkd;
 pub use nm_keyfile::NmKeyfile;
 pub use render::{changed, noop_output, Compare, RenderError, RenderedFile, Renderer};

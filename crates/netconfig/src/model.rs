@@ -163,6 +163,9 @@ pub struct Device {
     pub kind: Kind,
     pub common: Common,
     pub primary: bool,
+    /// With `--persist-mapping`: the MAC of the NIC an alias stands for; the device keeps
+    /// the alias as its name and the NIC is renamed to it.
+    pub hwaddr: Option<String>,
     pub members: Vec<Device>,
 }
 
@@ -271,6 +274,55 @@ fn common(map: &MarkedMappingNode) -> Common {
 
 /// Builds the typed tree of `network_config` from a validated document.
 pub fn network_config(root: &Node, aliases: &Aliases) -> NetworkConfig {
+    build(
+        root,
+        &Naming {
+            aliases,
+            persist: None,
+        },
+    )
+}
+
+/// As [`network_config`], with `--persist-mapping`: aliased devices keep the alias as their
+/// name and carry the MAC of the NIC it stands for (`facts` supplies the MACs).
+pub fn network_config_persistent(
+    root: &Node,
+    aliases: &Aliases,
+    facts: &dyn crate::nics::HostFacts,
+) -> NetworkConfig {
+    let macs = facts.nics().into_iter().map(|n| (n.name, n.mac)).collect();
+    build(
+        root,
+        &Naming {
+            aliases,
+            persist: Some(macs),
+        },
+    )
+}
+
+/// How names are resolved.
+struct Naming<'a> {
+    aliases: &'a Aliases,
+    /// NIC name → MAC, when aliases persist.
+    persist: Option<std::collections::HashMap<String, String>>,
+}
+
+impl Naming<'_> {
+    /// The device name for `name`, and its NIC's MAC when the alias persists.
+    fn name(&self, name: &str) -> (String, Option<String>) {
+        let resolved = self.aliases.resolve(name).into_owned();
+        match &self.persist {
+            Some(macs) if resolved != name => (name.to_owned(), macs.get(&resolved).cloned()),
+            _ => (resolved, None),
+        }
+    }
+
+    fn resolve(&self, name: &str) -> String {
+        self.aliases.resolve(name).into_owned()
+    }
+}
+
+fn build(root: &Node, naming: &Naming<'_>) -> NetworkConfig {
     let mut config = NetworkConfig::default();
     let items = root
         .as_mapping()
@@ -288,14 +340,20 @@ pub fn network_config(root: &Node, aliases: &Aliases) -> NetworkConfig {
             });
             continue;
         }
-        config.devices.push(device(map, aliases));
+        config.devices.push(device(map, naming));
     }
     config
 }
 
-fn device(map: &MarkedMappingNode, aliases: &Aliases) -> Device {
+fn device(map: &MarkedMappingNode, naming: &Naming<'_>) -> Device {
     let type_name = text(map, "type").unwrap_or_default();
-    let name = text(map, "name").map(|n| aliases.resolve(&n).into_owned());
+    let (name, hwaddr) = match text(map, "name") {
+        Some(n) => {
+            let (name, hwaddr) = naming.name(&n);
+            (Some(name), hwaddr)
+        }
+        None => (None, None),
+    };
     let ovs_extra = texts(map, "ovs_extra");
     let kind = match type_name.as_str() {
         "interface" => Kind::Interface {
@@ -306,7 +364,7 @@ fn device(map: &MarkedMappingNode, aliases: &Aliases) -> Device {
         },
         "vlan" => Kind::Vlan {
             vlan_id: int(map, "vlan_id").unwrap_or_default(),
-            device: text(map, "device").map(|d| aliases.resolve(&d).into_owned()),
+            device: text(map, "device").map(|d| naming.resolve(&d)),
             ovs_options: text(map, "ovs_options"),
             ovs_extra,
         },
@@ -361,7 +419,7 @@ fn device(map: &MarkedMappingNode, aliases: &Aliases) -> Device {
                 .unwrap_or_default();
             Kind::IbChild {
                 parent: text(map, "parent")
-                    .map(|p| aliases.resolve(&p).into_owned())
+                    .map(|p| naming.resolve(&p))
                     .unwrap_or_default(),
                 pkey: 0x8000 | pkey,
             }
@@ -385,7 +443,7 @@ fn device(map: &MarkedMappingNode, aliases: &Aliases) -> Device {
         .map(|s| {
             s.iter()
                 .filter_map(Node::as_mapping)
-                .map(|m| device(m, aliases))
+                .map(|m| device(m, naming))
                 .collect()
         })
         .unwrap_or_default();
@@ -395,6 +453,7 @@ fn device(map: &MarkedMappingNode, aliases: &Aliases) -> Device {
         kind,
         common,
         primary: flag(map, "primary", false),
+        hwaddr,
         members,
     }
 }

@@ -82,6 +82,16 @@ impl Renderer for Networkd {
         let mut files = Vec::new();
         let mut rendered_networks = Vec::new();
         for (device, membership) in &flat {
+            // The persisted alias: udev renames the NIC with this MAC.
+            if let Some(mac) = &device.hwaddr {
+                files.push(RenderedFile::exact(
+                    format!("{DIR}/10-netconfig-{}.link", device.name),
+                    format!(
+                        "[Match]\nPermanentMACAddress={mac}\n\n[Link]\nName={}\n",
+                        device.name
+                    ),
+                ));
+            }
             if let Some(netdev) = netdev(device)? {
                 files.push(RenderedFile::exact(
                     format!("{DIR}/10-netconfig-{}.netdev", device.name),

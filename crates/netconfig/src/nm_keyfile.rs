@@ -125,6 +125,13 @@ fn profile(
 ) -> Result<Keyfile, RenderError> {
     let common = &device.common;
     let name = device.name.as_str();
+    if device.hwaddr.is_some() {
+        // NetworkManager does not rename links; a .link file (networkd's udev) would.
+        return Err(unsupported(
+            device,
+            "persist_mapping with the nm-keyfile renderer",
+        ));
+    }
     let mut k = Keyfile::default();
     let primary_mac = || -> Result<Option<String>, RenderError> {
         let Some(primary) = device.members.iter().find(|m| m.primary) else {

@@ -66,7 +66,14 @@ fn run(case: &Path, provider: &str) -> Result<(String, u8), Vec<String>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let config = netconfig::network_config(&root, &aliases);
+    // `args`: extra flags of the case (only --persist-mapping changes rendering).
+    let persist = fs::read_to_string(case.join("args"))
+        .is_ok_and(|a| a.split_whitespace().any(|w| w == "--persist-mapping"));
+    let config = if persist {
+        netconfig::network_config_persistent(&root, &aliases, &facts)
+    } else {
+        netconfig::network_config(&root, &aliases)
+    };
     let renderer: &dyn Renderer = match provider {
         "ifcfg" => &Ifcfg,
         "eni" => &Eni,

@@ -31,7 +31,8 @@ else
     mapfile -t cases < <(cd "$fixtures" && for d in */; do [ -f "$d/config.yaml" ] && echo "${d%/}"; done | LC_ALL=C sort)
 fi
 
-# upstream_noop PROVIDER CONFIG MAPPING NICS: upstream's stdout; exit status = upstream's.
+# upstream_noop PROVIDER CONFIG MAPPING NICS [FLAG...]: upstream's stdout; exit status =
+# upstream's.
 upstream_noop() {
     VENV=$venv NICS=$4 unshare --mount --net --fork -- bash -c '
         set -e
@@ -54,11 +55,13 @@ upstream_noop() {
         done
         cd /
         set +e
-        "$VENV/bin/os-net-config" --noop --detailed-exit-codes -p "$1" -c "$2" -m "$3"
+        provider=$1 config=$2 mapping=$3
+        shift 4
+        "$VENV/bin/os-net-config" --noop --detailed-exit-codes -p "$provider" -c "$config" -m "$mapping" "$@"
         rc=$?
         umount -R "$t" 2>/dev/null
         exit $rc
-    ' _ "$1" "$2" "$3"
+    ' _ "$@"
 }
 
 status=0
@@ -68,11 +71,13 @@ for case in "${cases[@]}"; do
     [ -f "$dir/nics" ] && nics=$(tr '\n' ' ' <"$dir/nics")
     mapping=/nonexistent
     [ -f "$dir/mapping.yaml" ] && mapping=$dir/mapping.yaml
+    args=()
+    [ -f "$dir/args" ] && read -r -a args <"$dir/args"
     providers="ifcfg eni"
     [ -f "$dir/providers" ] && providers=$(cat "$dir/providers")
     for provider in $providers; do
         set +e
-        raw=$(upstream_noop "$provider" "$dir/config.yaml" "$mapping" "$nics" 2>/dev/null)
+        raw=$(upstream_noop "$provider" "$dir/config.yaml" "$mapping" "$nics" "${args[@]}" 2>/dev/null)
         rc=$?
         set -e
         # Only the file blocks: upstream logs to stdout too.
