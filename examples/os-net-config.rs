@@ -72,6 +72,10 @@ struct Args {
     /// Accepted for compatibility: validation errors are always fatal here.
     #[arg(long)]
     exit_on_validation_errors: bool,
+    /// Also remove the provider's interface files under the root that this configuration
+    /// does not produce (ifcfg: `ifcfg-*` except `ifcfg-lo`, with their route and rule files).
+    #[arg(long)]
+    cleanup: bool,
     /// Write the files but do not restart interfaces.
     #[arg(long)]
     no_activate: bool,
@@ -249,11 +253,76 @@ fn run(args: &Args) -> Result<u8, String> {
             "activating interfaces is not implemented yet: use --noop or --no-activate".to_owned(),
         );
     };
+    let removed = if args.cleanup {
+        cleanup(provider, root_dir, &files, args)?
+    } else {
+        0
+    };
+    let changed_count = changed_count + removed;
     Ok(if args.detailed_exit_codes && changed_count > 0 {
         EXIT_FILES_CHANGED
     } else {
         0
     })
+}
+
+/// `--cleanup`: the ifcfg provider's files under the root for devices the configuration no
+/// longer has (never `lo`): removed with --no-activate, shown as deletions with --diff,
+/// listed on stderr with --noop. Returns how many there are.
+fn cleanup(
+    provider: Provider,
+    root_dir: &str,
+    files: &[netconfig::RenderedFile],
+    args: &Args,
+) -> Result<usize, String> {
+    if provider != Provider::Ifcfg {
+        return Ok(0);
+    }
+    let dir = format!("{root_dir}/etc/sysconfig/network-scripts");
+    let generated: Vec<String> = files
+        .iter()
+        .map(|f| format!("{root_dir}{}", f.path))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let mut stale: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            ["ifcfg-", "route-", "route6-", "rule-"]
+                .iter()
+                .any(|prefix| {
+                    name.strip_prefix(prefix)
+                        .is_some_and(|dev| dev != "lo" && !dev.is_empty())
+                })
+        })
+        .map(|name| format!("{dir}/{name}"))
+        .filter(|path| !generated.contains(path))
+        .collect();
+    stale.sort();
+    for path in &stale {
+        if args.diff {
+            let old = std::fs::read_to_string(path).unwrap_or_default();
+            let text = similar::udiff::unified_diff(
+                similar::Algorithm::Myers,
+                &old,
+                "",
+                3,
+                Some((path, "/dev/null")),
+            );
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("stdout: {e}"))?;
+        } else if args.noop {
+            warn!("cleanup would remove {path}");
+        } else if args.no_activate {
+            std::fs::remove_file(path).map_err(|e| format!("{path}: {e}"))?;
+            warn!("cleanup removed {path}");
+        }
+    }
+    Ok(stale.len())
 }
 
 /// `-i`: each name's device as JSON, sorted; exit 1 if one maps to nothing.

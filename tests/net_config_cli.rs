@@ -214,3 +214,46 @@ fn diff_shows_new_and_changed_files() {
     let bond_file = fs::read_to_string(scripts.join("ifcfg-bond1")).expect("bond");
     assert!(bond_file.contains("BOOTPROTO=dhcp"));
 }
+
+#[test]
+fn cleanup_removes_files_of_devices_no_longer_configured() {
+    let dir = setup();
+    let scripts = dir.path().join("root/etc/sysconfig/network-scripts");
+    fs::write(scripts.join("ifcfg-lo"), "DEVICE=lo\n").expect("lo");
+    fs::write(scripts.join("ifcfg-old0"), "DEVICE=old0\n").expect("old");
+    fs::write(
+        scripts.join("route-old0"),
+        "default via 192.0.2.1 dev old0\n",
+    )
+    .expect("old route");
+    let out = run(
+        dir.path(),
+        BOND,
+        &["--cleanup", "--diff", "--detailed-exit-codes"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "--- {}/ifcfg-old0\n+++ /dev/null\n",
+            scripts.display()
+        )),
+        "{stdout}"
+    );
+    assert!(scripts.join("ifcfg-old0").exists(), "--diff removed a file");
+
+    let out = run(dir.path(), BOND, &["--cleanup", "--no-activate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!scripts.join("ifcfg-old0").exists());
+    assert!(!scripts.join("route-old0").exists());
+    assert!(
+        scripts.join("ifcfg-lo").exists(),
+        "lo must never be cleaned up"
+    );
+    assert!(scripts.join("ifcfg-bond1").exists());
+}
