@@ -1,7 +1,8 @@
 //! `os-net-config`: render a declarative host network configuration into the files of a
 //! network provider, flag-compatible with upstream os-net-config 18.1.0. `--noop` prints the
 //! files that would change as upstream does (`File: <path>` blocks); `--no-activate` writes
-//! them; activating interfaces is not implemented yet. Beyond upstream: every validation
+//! them; otherwise the affected devices are reconfigured through iproute2, verified, and
+//! everything is rolled back if any step fails. Beyond upstream: every validation
 //! error at once with its line, column and field path; `--diff`; the `networkd` and
 //! `nm-keyfile` providers; `--sysfs-root` to number NICs from another tree.
 
@@ -16,7 +17,7 @@ use netconfig::nics::{aliases, HostFacts, Sysfs};
 use netconfig::{
     changed, noop_output, Diagnostic, Eni, Ifcfg, Networkd, NmKeyfile, Renderer, Severity,
 };
-use tracing::{error, warn, Level};
+use tracing::{error, info, warn, Level};
 use tripleo_rs::logging;
 
 /// Exit status bits (upstream's `exit_codes.py`).
@@ -249,9 +250,27 @@ fn run(args: &Args) -> Result<u8, String> {
         }
         count
     } else {
-        return Err(
-            "activating interfaces is not implemented yet: use --noop or --no-activate".to_owned(),
-        );
+        let mut ip = netconfig::apply::IpCommand::default();
+        let result = netconfig::apply::apply(&config, &files, root_dir, &mut ip);
+        for command in &ip.log {
+            info!("{command}");
+        }
+        match result {
+            Ok(outcome) => {
+                for device in &outcome.devices {
+                    info!("{device}: configured");
+                }
+                outcome.files.len()
+            }
+            Err(e) => {
+                error!("{e}");
+                return Ok(if args.detailed_exit_codes {
+                    EXIT_NETWORK_CONFIG_FAILED
+                } else {
+                    EXIT_ERROR
+                });
+            }
+        }
     };
     let removed = if args.cleanup {
         cleanup(provider, root_dir, &files, args)?

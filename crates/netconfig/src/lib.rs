@@ -9,9 +9,11 @@
 //! tree; a [`Renderer`] ([`Ifcfg`], [`Eni`], [`Networkd`], [`NmKeyfile`]) turns it into
 //! files as data, and [`noop_output`] prints what would change as upstream's `--noop` does.
 //!
-//! This crate does not touch the host: writing and activating (the future `apply` feature)
-//! are the caller's.
+//! Only the `apply` feature touches the host: [`apply`](crate::apply) writes the changed
+//! files, reconfigures the affected devices, verifies and rolls back on failure.
 
+#[cfg(feature = "apply")]
+pub mod apply;
 pub mod eni;
 pub mod ifcfg;
 pub mod model;
