@@ -193,11 +193,7 @@ fn run(args: &Args) -> Result<u8, String> {
         Ok(files) => files,
         Err(e) => {
             error!("{e}");
-            return Ok(if args.detailed_exit_codes {
-                EXIT_NETWORK_CONFIG_FAILED
-            } else {
-                EXIT_ERROR
-            });
+            return Ok(network_config_failed(args));
         }
     };
     let existing = |path: &str| std::fs::read_to_string(path).ok();
@@ -264,11 +260,7 @@ fn run(args: &Args) -> Result<u8, String> {
             }
             Err(e) => {
                 error!("{e}");
-                return Ok(if args.detailed_exit_codes {
-                    EXIT_NETWORK_CONFIG_FAILED
-                } else {
-                    EXIT_ERROR
-                });
+                return Ok(network_config_failed(args));
             }
         }
     };
@@ -283,6 +275,15 @@ fn run(args: &Args) -> Result<u8, String> {
     } else {
         0
     })
+}
+
+/// The exit status when the configuration cannot be rendered or applied.
+fn network_config_failed(args: &Args) -> u8 {
+    if args.detailed_exit_codes {
+        EXIT_NETWORK_CONFIG_FAILED
+    } else {
+        EXIT_ERROR
+    }
 }
 
 /// `--cleanup`: the ifcfg provider's files under the root for devices the configuration no

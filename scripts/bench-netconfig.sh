@@ -2,9 +2,8 @@
 # Side-by-side timing of `os-net-config --noop -p ifcfg`, ours (release build) against
 # upstream 18.1.0, on one realistic configuration (a bond of two NICs in an OVS bridge with
 # three VLANs, a provisioning interface, routes, rules and a route table). Both run inside
-# one private mount + network namespace set up once (as the spec's reference recipe: fake
-# NICs on a tmpfs /sys/class/net, overlays on /etc /var /usr/bin so nothing on the host is
-# written, a stub ovs-appctl), interleaved ROUNDS times; medians and the ratio are printed.
+# one sandbox namespace set up once (scripts/onc-sandbox.sh: fake NICs, nothing on the host
+# read or written), interleaved ROUNDS times; medians and the ratio are printed.
 #
 #   scripts/bench-netconfig.sh [ROUNDS]     (default 11; needs root)
 set -euo pipefail
@@ -73,24 +72,8 @@ EOF
 export UPSTREAM=$upstream/bin/os-net-config OURS=$ours WORK=$work ROUNDS=$rounds
 unshare --mount --net --fork -- bash -c '
     set -euo pipefail
-    mount --make-rprivate /
-    t=$(mktemp -d); mount -t tmpfs tmpfs "$t"
-    for d in /etc /var /usr/bin; do
-        k=$t/${d##*/}; mkdir -p "$k/u" "$k/w"
-        mount -t overlay overlay -o "lowerdir=$d,upperdir=$k/u,workdir=$k/w" "$d"
-    done
-    printf "#!/bin/sh\nexit 0\n" >/usr/bin/ovs-appctl; chmod +x /usr/bin/ovs-appctl
-    for d in /etc/sysconfig/network-scripts /etc/network /var/lib/os-net-config; do
-        if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
-    done
-    mount -t tmpfs tmpfs /sys/class/net
-    i=0
-    for n in em1 em2 em3 em4; do
-        i=$((i + 1))
-        mkdir -p "/sys/class/net/$n/device"
-        echo "52:54:00:00:00:0$i" >"/sys/class/net/$n/address"
-        echo up >"/sys/class/net/$n/operstate"
-    done
+    source scripts/onc-sandbox.sh
+    onc_sandbox "em1=52:54:00:00:00:01 em2=52:54:00:00:00:02 em3=52:54:00:00:00:03 em4=52:54:00:00:00:04"
     source scripts/bench-lib.sh
     for ((r = 0; r < ROUNDS; r++)); do
         measure ours "$OURS" --noop -p ifcfg -c "$WORK/config.yaml" -m /nonexistent

@@ -6,20 +6,12 @@
 #[path = "../crates/metadata-applier/tests/support/http_server.rs"]
 mod http_server;
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use http_server::{ec2_routes, Server};
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target")
-        .join("examples")
-        .join(name)
-}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -44,7 +36,7 @@ impl Setup {
 
     fn collect(&self, command: &str) -> std::process::Output {
         let d = self.dir.path();
-        Command::new(example("os-collect-config"))
+        Command::new(common::example("os-collect-config"))
             .args([
                 "--config-file",
                 "/dev/null",
@@ -60,7 +52,7 @@ impl Setup {
             .arg("ec2")
             .arg("-c")
             .arg(command)
-            .env("OAC", example("os-apply-config"))
+            .env("OAC", common::example("os-apply-config"))
             .env("ROOT", d)
             .output()
             .expect("run os-collect-config")
@@ -132,7 +124,7 @@ fn sighup_reexecutes_the_daemon() {
     let data = dir.path().join("hl.json");
     fs::write(&data, r#"{"h": 1}"#).expect("metadata");
     let runs = dir.path().join("runs");
-    let mut child = Command::new(example("os-collect-config"))
+    let mut child = Command::new(common::example("os-collect-config"))
         .args([
             "--config-file",
             "/dev/null",

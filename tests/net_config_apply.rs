@@ -4,25 +4,10 @@
 //! an unchanged second apply touches nothing, and that a failing apply (a route through an
 //! unreachable gateway) rolls back both the files and the live state. Skipped without root.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target")
-        .join("examples")
-        .join(name)
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    })
-}
 
 const GOOD: &str = "network_config:
   - type: interface
@@ -50,7 +35,7 @@ const BAD: &str = "network_config:
 
 #[test]
 fn apply_verifies_and_rolls_back_in_a_namespace() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipped: needs root for a network namespace");
         return;
     }
@@ -65,7 +50,7 @@ fn apply_verifies_and_rolls_back_in_a_namespace() {
     fs::create_dir_all(d.join("root/etc/sysconfig/network-scripts")).expect("mkdir");
     fs::write(d.join("good.yaml"), GOOD).expect("good");
     fs::write(d.join("bad.yaml"), BAD).expect("bad");
-    let onc = example("os-net-config");
+    let onc = common::example("os-net-config");
     // One shell in a fresh network namespace runs every step and prints the state between.
     let script = format!(
         r#"set -u

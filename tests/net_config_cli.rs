@@ -2,18 +2,11 @@
 //! codes, `--no-activate` writes that a second run finds unchanged, every validation error
 //! at once as `file:line:col: path: message` with nothing written, `-i`.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target")
-        .join("examples")
-        .join(name)
-}
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// A temp dir with a fake `sys/class/net` (em1..em3 up, em4 down) and an output root.
 fn setup() -> tempfile::TempDir {
@@ -33,7 +26,7 @@ fn setup() -> tempfile::TempDir {
 
 fn run(dir: &Path, config: &str, args: &[&str]) -> Output {
     fs::write(dir.join("config.yaml"), config).expect("config");
-    Command::new(example("os-net-config"))
+    Command::new(common::example("os-net-config"))
         .arg("--sysfs-root")
         .arg(dir)
         .arg("-c")

@@ -29,6 +29,11 @@ pub(crate) fn fixtures(tool: &str) -> PathBuf {
         .join(tool)
 }
 
+/// The path of example `name` of this build.
+pub(crate) fn example(name: &str) -> PathBuf {
+    examples_dir().join(name)
+}
+
 pub(crate) fn examples_dir() -> PathBuf {
     // target/<profile>/deps/<this test> → target/<profile>/examples
     let exe = std::env::current_exe().expect("test executable path");
@@ -278,7 +283,7 @@ pub(crate) fn for_each_case(cases: &[PathBuf], check: impl Fn(&Path) -> Vec<Stri
     );
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

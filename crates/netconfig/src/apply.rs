@@ -216,21 +216,10 @@ fn desired(
 ) -> Result<(), ApplyError> {
     let v = |s: &str| s.to_owned();
     let create = match &device.kind {
-        Kind::Interface { .. } | Kind::IbInterface { .. } => match device.name.rsplit_once('.') {
-            Some((base, id)) if id.parse::<u16>().is_ok() => Some(vec![
-                v("link"),
-                v("add"),
-                v("link"),
-                v(base),
-                v("name"),
-                device.name.clone(),
-                v("type"),
-                v("vlan"),
-                v("id"),
-                v(id),
-            ]),
-            _ => None,
-        },
+        Kind::Interface { .. } | Kind::IbInterface { .. } => {
+            crate::model::dotted_vlan(&device.name)
+                .map(|(base, id)| vlan_link(base, &device.name, id))
+        }
         Kind::LinuxBridge => Some(vec![
             v("link"),
             v("add"),
@@ -267,18 +256,7 @@ fn desired(
                 .ok_or_else(|| ApplyError::Unsupported {
                     what: format!("{}: a vlan without device", device.name),
                 })?;
-            Some(vec![
-                v("link"),
-                v("add"),
-                v("link"),
-                parent,
-                v("name"),
-                device.name.clone(),
-                v("type"),
-                v("vlan"),
-                v("id"),
-                vlan_id.to_string(),
-            ])
+            Some(vlan_link(&parent, &device.name, *vlan_id))
         }
         _ => {
             return Err(ApplyError::Unsupported {
@@ -335,6 +313,14 @@ fn desired(
         )?;
     }
     Ok(())
+}
+
+/// `ip link add` arguments for VLAN `id` named `name` on `parent`.
+fn vlan_link(parent: &str, name: &str, id: u64) -> Vec<String> {
+    let id = id.to_string();
+    to_args(&[
+        "link", "add", "link", parent, "name", name, "type", "vlan", "id", &id,
+    ])
 }
 
 fn to_args(words: &[&str]) -> Vec<String> {

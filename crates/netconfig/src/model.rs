@@ -183,6 +183,23 @@ pub struct NetworkConfig {
     pub route_tables: Vec<RouteTable>,
 }
 
+impl NetworkConfig {
+    /// `route_table` names and their ids.
+    pub fn table_ids(&self) -> std::collections::BTreeMap<String, u64> {
+        self.route_tables
+            .iter()
+            .map(|t| (t.name.clone(), t.table_id))
+            .collect()
+    }
+}
+
+/// `<base>.<vid>`: a VLAN sub-interface by name, with its base and id.
+pub fn dotted_vlan(name: &str) -> Option<(&str, u64)> {
+    let (base, vid) = name.rsplit_once('.')?;
+    (!base.is_empty()).then_some(())?;
+    vid.parse().ok().map(|id| (base, id))
+}
+
 fn text(map: &MarkedMappingNode, key: &str) -> Option<String> {
     map.get_scalar(key).map(|s| s.as_str().to_owned())
 }

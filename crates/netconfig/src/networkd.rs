@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::model::{Device, Kind, NetworkConfig, Route, Rule};
+use crate::model::{dotted_vlan, Device, Kind, NetworkConfig, Route, Rule};
 use crate::nics::HostFacts;
 use crate::render::{RenderError, RenderedFile, Renderer};
 
@@ -63,11 +63,7 @@ impl Renderer for Networkd {
         config: &NetworkConfig,
         _facts: &dyn HostFacts,
     ) -> Result<Vec<RenderedFile>, RenderError> {
-        let tables: BTreeMap<String, u64> = config
-            .route_tables
-            .iter()
-            .map(|t| (t.name.clone(), t.table_id))
-            .collect();
+        let tables = config.table_ids();
         // VLANs are declared on their parent's network.
         let mut vlans: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut flat: Vec<(&Device, Membership)> = Vec::new();
@@ -188,12 +184,6 @@ fn vlan_parent(device: &Device, membership: &Membership) -> Option<String> {
         Kind::Interface { .. } => dotted_vlan(&device.name).map(|(base, _)| base.to_owned()),
         _ => None,
     }
-}
-
-fn dotted_vlan(name: &str) -> Option<(&str, u64)> {
-    let (base, vid) = name.rsplit_once('.')?;
-    (!base.is_empty()).then_some(())?;
-    vid.parse().ok().map(|id| (base, id))
 }
 
 fn netdev(device: &Device) -> Result<Option<String>, RenderError> {

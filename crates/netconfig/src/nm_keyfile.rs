@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Device, Kind, NetworkConfig, Route};
+use crate::model::{dotted_vlan, Device, Kind, NetworkConfig, Route};
 use crate::nics::HostFacts;
 use crate::render::{RenderError, RenderedFile, Renderer};
 
@@ -74,11 +74,7 @@ impl Renderer for NmKeyfile {
         config: &NetworkConfig,
         facts: &dyn HostFacts,
     ) -> Result<Vec<RenderedFile>, RenderError> {
-        let tables: BTreeMap<String, u64> = config
-            .route_tables
-            .iter()
-            .map(|t| (t.name.clone(), t.table_id))
-            .collect();
+        let tables = config.table_ids();
         let mut files = Vec::new();
         for device in &config.devices {
             add(device, &Port::default(), facts, &tables, &mut files)?;
@@ -320,12 +316,6 @@ fn profile(
     family(&mut k, "ipv4", v4_method, &v4, device, false, tables)?;
     family(&mut k, "ipv6", v6_method, &v6, device, true, tables)?;
     Ok(k)
-}
-
-fn dotted_vlan(name: &str) -> Option<(&str, u64)> {
-    let (base, vid) = name.rsplit_once('.')?;
-    (!base.is_empty()).then_some(())?;
-    vid.parse().ok().map(|id| (base, id))
 }
 
 fn family(

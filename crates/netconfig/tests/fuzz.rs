@@ -5,23 +5,15 @@
 //!
 //! `NETCONFIG_FUZZ_CASES` sets the number of cases per generator (default 2000).
 
-use netconfig::nics::{aliases, FixedNics, Nic};
+mod support;
+
+use netconfig::nics::{aliases, FixedNics};
 use netconfig::schema::{FieldKind, DEVICE_TYPES};
 use netconfig::{Eni, Ifcfg, Renderer, Severity};
 use proptest::prelude::*;
 
 fn facts() -> FixedNics {
-    FixedNics(
-        ["em1", "em2", "em3", "eth0"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Nic {
-                name: (*n).to_owned(),
-                mac: format!("52:54:00:00:00:{i:02x}"),
-                active: true,
-            })
-            .collect(),
-    )
+    support::nics(&["em1", "em2", "em3", "eth0"])
 }
 
 /// The whole pipeline; returns whether the document reached the renderers.

@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use netconfig::nics::{aliases, FixedNics, Nic};
+mod support;
+
+use netconfig::nics::{aliases, FixedNics};
 use netconfig::{Networkd, Renderer, Severity};
 
 const NETWORKD: &str = "/lib/systemd/systemd-networkd";
@@ -53,17 +55,7 @@ const CONFIGS: &[&str] = &[
 ];
 
 fn facts() -> FixedNics {
-    FixedNics(
-        ["em1", "em2", "em3", "em4"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Nic {
-                name: (*n).to_owned(),
-                mac: format!("52:54:00:00:00:{:02x}", i + 1),
-                active: true,
-            })
-            .collect(),
-    )
+    support::nics(&["em1", "em2", "em3", "em4"])
 }
 
 fn is_root() -> bool {

@@ -7,21 +7,13 @@
 use std::fs;
 use std::path::Path;
 
-use netconfig::nics::{aliases, FixedNics, Nic};
+mod support;
+
+use netconfig::nics::{aliases, FixedNics};
 use netconfig::{noop_output, Networkd, NmKeyfile, Renderer};
 
 fn facts() -> FixedNics {
-    FixedNics(
-        ["em1", "em2", "em3", "em4"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Nic {
-                name: (*n).to_owned(),
-                mac: format!("52:54:00:00:00:{:02x}", i + 1),
-                active: true,
-            })
-            .collect(),
-    )
+    support::nics(&["em1", "em2", "em3", "em4"])
 }
 
 #[test]

@@ -8,10 +8,9 @@
 # upstream's output under `upstream/` too: ours is a list of errors. --check compares
 # instead of writing and exits 1 on any difference.
 #
-# Each run happens in a private mount + network namespace, as the spec's reference recipe:
-# overlays on /etc /var /usr/bin (nothing on the host is written), a stub ovs-appctl, the
-# host's network-scripts hidden, and fake NICs on a tmpfs /sys/class/net from the case's
-# `nics` file (`name=mac[=operstate] ...`) or the default set below. Needs root.
+# Each run happens in a private mount + network namespace (scripts/onc-sandbox.sh: nothing on
+# the host is read or written) with fake NICs from the case's `nics` file
+# (`name=mac[=operstate] ...`) or the default set below. Needs root.
 #
 #   crates/netconfig/tests/upstream/regen.sh [--check] [CASE...]
 set -euo pipefail
@@ -34,33 +33,16 @@ fi
 # upstream_noop PROVIDER CONFIG MAPPING NICS [FLAG...]: upstream's stdout; exit status =
 # upstream's.
 upstream_noop() {
-    VENV=$venv NICS=$4 unshare --mount --net --fork -- bash -c '
+    VENV=$venv NICS=$4 SANDBOX=$repo/scripts/onc-sandbox.sh unshare --mount --net --fork -- bash -c '
         set -e
-        mount --make-rprivate /
-        t=$(mktemp -d); mount -t tmpfs tmpfs "$t"
-        for d in /etc /var /usr/bin; do
-            k=$t/${d##*/}; mkdir -p "$k/u" "$k/w"
-            mount -t overlay overlay -o "lowerdir=$d,upperdir=$k/u,workdir=$k/w" "$d"
-        done
-        printf "#!/bin/sh\nexit 0\n" >/usr/bin/ovs-appctl; chmod +x /usr/bin/ovs-appctl
-        for d in /etc/sysconfig/network-scripts /etc/network /var/lib/os-net-config; do
-            if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
-        done
-        mount -t tmpfs tmpfs /sys/class/net
-        for s in $NICS; do
-            IFS="=" read -r n mac st <<<"$s"
-            mkdir -p "/sys/class/net/$n/device"
-            echo "$mac" >"/sys/class/net/$n/address"
-            echo "${st:-up}" >"/sys/class/net/$n/operstate"
-        done
+        source "$SANDBOX"
+        onc_sandbox "$NICS"
         cd /
         set +e
         provider=$1 config=$2 mapping=$3
         shift 4
         "$VENV/bin/os-net-config" --noop --detailed-exit-codes -p "$provider" -c "$config" -m "$mapping" "$@"
-        rc=$?
-        umount -R "$t" 2>/dev/null
-        exit $rc
+        exit $?
     ' _ "$@"
 }
 
