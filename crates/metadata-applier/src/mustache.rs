@@ -45,22 +45,23 @@ impl Span {
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
     Text(Span),
+    /// `at`: the byte offset of the tag, for the line of a miss (counted only then).
     Variable {
         name: Span,
         escape: bool,
-        line: u32,
+        at: u32,
     },
     Section {
         name: Span,
         inverted: bool,
-        line: u32,
+        at: u32,
         /// Index just past the section's last descendant.
         end: u32,
     },
     Partial {
         name: Span,
         indent: Span,
-        line: u32,
+        at: u32,
     },
 }
 
@@ -159,9 +160,6 @@ struct Parser<'a> {
     pos: usize,
     open: String,
     close: String,
-    /// Offset and line number of the last line lookup: tags come in order, so counting
-    /// newlines from there keeps parsing linear.
-    line_cursor: (usize, usize),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -182,7 +180,6 @@ impl<'a> Parser<'a> {
             pos: 0,
             open: "{{".to_owned(),
             close: "}}".to_owned(),
-            line_cursor: (0, 1),
         }
     }
 
@@ -191,11 +188,8 @@ impl<'a> Parser<'a> {
         self.source[line_start..offset].chars().count() + 1
     }
 
-    fn line_of(&mut self, offset: usize) -> usize {
-        let (from, line) = self.line_cursor;
-        let line = line + memchr::memchr_iter(b'\n', &self.source.as_bytes()[from..offset]).count();
-        self.line_cursor = (offset, line);
-        line
+    fn line_of(&self, offset: usize) -> usize {
+        line_at(self.source, offset)
     }
 
     /// Finds the tag at `start` (where the opening delimiter is): its kind, name and end.
@@ -264,11 +258,12 @@ impl<'a> Parser<'a> {
     }
 
     fn parse(mut self) -> Result<Vec<Node>, SyntaxError> {
-        // Open sections: the index of their node, and the line and column of their tag.
-        let mut open_sections: Vec<(usize, (usize, usize))> = Vec::new();
+        // Open sections: the index of their node and the offset of their tag.
+        let mut open_sections: Vec<(usize, usize)> = Vec::new();
         // Each tag adds at most two nodes (text before it, itself): reserving up front saves
         // the regrowth copies that otherwise dominate parsing large templates.
-        let tags = memchr::memmem::find_iter(self.source.as_bytes(), self.open.as_bytes()).count();
+        let first = self.open.as_bytes()[0];
+        let tags = memchr::memchr_iter(first, self.source.as_bytes()).count();
         let mut nodes = Vec::with_capacity(2 * tags + 1);
         // Pending literal text runs from here to the next tag (or its standalone line).
         let mut text_from = 0;
@@ -284,7 +279,6 @@ impl<'a> Parser<'a> {
                 continue;
             };
             let name_span = span_of(self.source, name);
-            let line = self.line_of(start);
             let can_stand_alone = !matches!(kind, TagKind::Variable { .. });
             let standalone = if can_stand_alone {
                 self.standalone(start, end)
@@ -298,20 +292,20 @@ impl<'a> Parser<'a> {
             if text_end > text_from {
                 nodes.push(Node::Text(Span::new(text_from..text_end)));
             }
-            let line_number = line as u32;
+            let at = start as u32;
             self.pos = next;
             text_from = next;
             match kind {
                 TagKind::Variable { escape } => nodes.push(Node::Variable {
                     name: name_span,
                     escape,
-                    line: line_number,
+                    at,
                 }),
                 TagKind::Comment => {}
                 TagKind::Partial => nodes.push(Node::Partial {
                     name: name_span,
                     indent,
-                    line: line_number,
+                    at,
                 }),
                 TagKind::Delimiters => {
                     let mut parts = name.split_whitespace();
@@ -322,7 +316,7 @@ impl<'a> Parser<'a> {
                         }
                         _ => {
                             return Err(SyntaxError {
-                                line,
+                                line: self.line_of(start),
                                 column: self.column_of(start),
                                 message: format!("invalid set-delimiter tag '{name}'"),
                             })
@@ -330,18 +324,18 @@ impl<'a> Parser<'a> {
                     }
                 }
                 TagKind::Section | TagKind::Inverted => {
-                    open_sections.push((nodes.len(), (line, self.column_of(start))));
+                    open_sections.push((nodes.len(), start));
                     nodes.push(Node::Section {
                         name: name_span,
                         inverted: kind == TagKind::Inverted,
-                        line: line_number,
+                        at,
                         end: 0,
                     });
                 }
                 TagKind::Close => {
                     let Some((index, _)) = open_sections.pop() else {
                         return Err(SyntaxError {
-                            line,
+                            line: self.line_of(start),
                             column: self.column_of(start),
                             message: format!("section end tag mismatch: found {{{{/{name}}}}} with no section open"),
                         });
@@ -358,7 +352,7 @@ impl<'a> Parser<'a> {
                     let open_name_text = open_name.of(self.source);
                     if open_name_text != name {
                         return Err(SyntaxError {
-                            line,
+                            line: self.line_of(start),
                             column: self.column_of(start),
                             message: format!(
                                 "section end tag mismatch: found {{{{/{name}}}}}, expected {{{{/{open_name_text}}}}}"
@@ -372,7 +366,8 @@ impl<'a> Parser<'a> {
         if self.source.len() > text_from {
             nodes.push(Node::Text(Span::new(text_from..self.source.len())));
         }
-        if let Some((index, (line, column))) = open_sections.pop() {
+        if let Some((index, start)) = open_sections.pop() {
+            let (line, column) = (self.line_of(start), self.column_of(start));
             let Node::Section { name, .. } = nodes[index] else {
                 unreachable!("open sections index section nodes");
             };
@@ -401,8 +396,11 @@ struct Renderer<'v, 'p> {
 }
 
 impl<'v> Renderer<'v, '_> {
-    fn miss(&mut self, line: usize, key: &str) {
-        let line = self.partial_line.unwrap_or(line);
+    /// Records a miss of the tag at `at` in `source`.
+    fn miss(&mut self, source: &str, at: u32, key: &str) {
+        let line = self
+            .partial_line
+            .unwrap_or_else(|| line_at(source, at as usize));
         self.misses.push(Missed {
             line,
             key: key.to_owned(),
@@ -415,6 +413,10 @@ impl<'v> Renderer<'v, '_> {
     fn lookup(&self, name: &str) -> Option<&'v Value> {
         if name == "." {
             return self.stack.last().copied();
+        }
+        // Most names are plain keys.
+        if !name.is_empty() && memchr::memchr(b'.', name.as_bytes()).is_none() {
+            return self.stack.iter().rev().find_map(|frame| frame.get(name));
         }
         let mut parts = name.split('.');
         let first = parts.next()?;
@@ -436,18 +438,18 @@ impl<'v> Renderer<'v, '_> {
             index += 1;
             match *node {
                 Node::Text(text) => self.out.push_str(text.of(source)),
-                Node::Variable { name, escape, line } => match self.lookup(name.of(source)) {
+                Node::Variable { name, escape, at } => match self.lookup(name.of(source)) {
                     Some(value) if escape && self.options.html_escape => {
                         self.out.push_str(&html_escape(&display(value)));
                     }
                     Some(Value::String(text)) => self.out.push_str(text),
                     Some(value) => self.out.push_str(&display(value)),
-                    None => self.miss(line as usize, name.of(source)),
+                    None => self.miss(source, at, name.of(source)),
                 },
                 Node::Section {
                     name,
                     inverted,
-                    line,
+                    at,
                     end,
                 } => {
                     let children = index..end as usize;
@@ -455,7 +457,7 @@ impl<'v> Renderer<'v, '_> {
                     let name = name.of(source);
                     let value = self.lookup(name);
                     if value.is_none() {
-                        self.miss(line as usize, name);
+                        self.miss(source, at, name);
                     }
                     let truthy = value.is_some_and(Value::is_truthy);
                     match (inverted, value) {
@@ -475,14 +477,14 @@ impl<'v> Renderer<'v, '_> {
                         _ => {}
                     }
                 }
-                Node::Partial { name, indent, line } => {
-                    self.partial(name.of(source), indent.of(source), line as usize)
+                Node::Partial { name, indent, at } => {
+                    self.partial(source, name.of(source), indent.of(source), at)
                 }
             }
         }
     }
 
-    fn partial(&mut self, name: &str, indent: &str, line: usize) {
+    fn partial(&mut self, source: &str, name: &str, indent: &str, at: u32) {
         if self.depth >= MAX_PARTIAL_DEPTH || self.partials_left == 0 {
             return;
         }
@@ -505,10 +507,13 @@ impl<'v> Renderer<'v, '_> {
             }
         };
         let Some(template) = template else {
-            self.miss(line, name);
+            self.miss(source, at, name);
             return;
         };
-        let outer = self.partial_line.replace(self.partial_line.unwrap_or(line));
+        let line = self
+            .partial_line
+            .unwrap_or_else(|| line_at(source, at as usize));
+        let outer = self.partial_line.replace(line);
         self.depth += 1;
         self.nodes(&template.source, &template.nodes, 0..template.nodes.len());
         self.depth -= 1;
@@ -522,6 +527,11 @@ fn span_of(whole: &str, part: &str) -> Span {
     Span::new(start..start + part.len())
 }
 
+/// The 1-based line of byte `offset`.
+fn line_at(source: &str, offset: usize) -> usize {
+    1 + memchr::memchr_iter(b'\n', &source.as_bytes()[..offset]).count()
+}
+
 /// `haystack.find(needle)` for the short delimiters: a vectorised scan for the first byte,
 /// which beats setting up a substring searcher for every tag.
 fn find(haystack: &str, needle: &str) -> Option<usize> {
@@ -530,7 +540,9 @@ fn find(haystack: &str, needle: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(offset) = memchr::memchr(first, &bytes[from..]) {
         let at = from + offset;
-        if bytes[at..].starts_with(needle) {
+        // Delimiters are a few bytes: compared inline rather than through memcmp.
+        let candidate = &bytes[at..];
+        if candidate.len() >= needle.len() && needle.iter().zip(candidate).all(|(a, b)| a == b) {
             return Some(at);
         }
         from = at + 1;
