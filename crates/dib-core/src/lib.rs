@@ -2,9 +2,14 @@
 //!
 //! An element is a folder of hook scripts grouped by phase (`root.d`, `extra-data.d`,
 //! `install.d`, `finalise.d`, …), some of which run inside a chroot of the new OS. This crate
-//! will resolve element dependencies, plan and run the phases (through the run-parts engine of
-//! `refresh-config`), lay out block devices, and write raw, qcow2, tar and cpio outputs.
+//! resolves element dependencies ([`elements`]: `ELEMENTS_PATH` lookup with overrides,
+//! `element-deps`/`element-provides` expansion in a documented deterministic order, upstream's
+//! error texts). Still to come: planning and running the phases (through the run-parts
+//! engine of `refresh-config`), block-device layout, and raw, qcow2, tar and cpio outputs.
 //!
-//! Not implemented yet: this crate is a placeholder that fixes the workspace shape. It will not
-//! boot or deploy images (that is `baremetal`), and the image pipeline will not require loop
-//! devices or root-only mounts.
+//! It will not boot or deploy images (that is `baremetal`), and the image pipeline will not
+//! require loop devices or root-only mounts.
+
+pub mod elements;
+
+pub use elements::{env_output, expand, Element, ElementError, ElementSet};
