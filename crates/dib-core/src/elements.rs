@@ -41,9 +41,10 @@ pub struct ElementSet {
     pub overrides: Vec<Override>,
 }
 
-/// Why elements cannot be resolved. The first line of each message is diskimage-builder's.
+/// What can go wrong in dib-core. Where diskimage-builder has a message for the same
+/// condition, ours starts with its text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ElementError {
+pub enum Error {
     #[error("$ELEMENTS_PATH must be set.")]
     PathNotSet,
     #[error("ELEMENTS_PATH entry '{0}' is not a directory ")]
@@ -60,6 +61,8 @@ pub enum ElementError {
     },
     #[error("Please include an operating system element")]
     MissingOs,
+    #[error("{path}: {message}")]
+    PackageInstalls { path: PathBuf, message: String },
 }
 
 /// A list as Python prints it: `['a', 'b']`.
@@ -69,7 +72,7 @@ fn py_list(items: &[String]) -> String {
 }
 
 /// Reads a one-name-per-line file: stripped, blank lines dropped, no comments. Missing: empty.
-fn read_names(path: &Path) -> Result<BTreeSet<String>, ElementError> {
+fn read_names(path: &Path) -> Result<BTreeSet<String>, Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text
             .lines()
@@ -78,7 +81,7 @@ fn read_names(path: &Path) -> Result<BTreeSet<String>, ElementError> {
             .map(str::to_owned)
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-        Err(e) => Err(ElementError::Read {
+        Err(e) => Err(Error::Read {
             path: path.to_owned(),
             message: e.to_string(),
         }),
@@ -88,17 +91,17 @@ fn read_names(path: &Path) -> Result<BTreeSet<String>, ElementError> {
 impl ElementSet {
     /// Scans `elements_path` (colon-separated; earlier entries win). Every entry must be a
     /// directory; the last bad one is reported, before any element is read.
-    pub fn load(elements_path: &str) -> Result<ElementSet, ElementError> {
+    pub fn load(elements_path: &str) -> Result<ElementSet, Error> {
         if elements_path.is_empty() {
-            return Err(ElementError::PathNotSet);
+            return Err(Error::PathNotSet);
         }
         let entries: Vec<&str> = elements_path.split(':').collect();
         if let Some(bad) = entries.iter().rev().find(|e| !Path::new(e).is_dir()) {
-            return Err(ElementError::InvalidElementDir((*bad).to_owned()));
+            return Err(Error::InvalidElementDir((*bad).to_owned()));
         }
         let mut set = ElementSet::default();
         for entry in entries.iter().rev() {
-            let read_error = |e: std::io::Error| ElementError::Read {
+            let read_error = |e: std::io::Error| Error::Read {
                 path: PathBuf::from(entry),
                 message: e.to_string(),
             };
@@ -142,10 +145,7 @@ impl ElementSet {
 
 /// Expands `requested` into every element the build needs, in dib-core's order (module
 /// documentation); virtual names are resolved to their providers and left out.
-pub fn expand<'s>(
-    set: &'s ElementSet,
-    requested: &[&str],
-) -> Result<Vec<&'s Element>, ElementError> {
+pub fn expand<'s>(set: &'s ElementSet, requested: &[&str]) -> Result<Vec<&'s Element>, Error> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut queue: VecDeque<(String, Option<String>)> = VecDeque::new();
     for name in requested {
@@ -159,16 +159,13 @@ pub fn expand<'s>(
         if provided.contains_key(&name) {
             continue;
         }
-        let element = set
-            .elements
-            .get(&name)
-            .ok_or_else(|| ElementError::Missing {
-                name: name.clone(),
-                via,
-            })?;
+        let element = set.elements.get(&name).ok_or_else(|| Error::Missing {
+            name: name.clone(),
+            via,
+        })?;
         for virtual_name in &element.provides {
             if let Some(by) = provided.get(virtual_name) {
-                return Err(ElementError::AlreadyProvided {
+                return Err(Error::AlreadyProvided {
                     name: virtual_name.clone(),
                     by: by.clone(),
                 });
@@ -191,10 +188,10 @@ pub fn expand<'s>(
         .filter_map(|r| provided.get(*r).map(|by| ((*r).to_owned(), by.clone())))
         .collect();
     if !conflicts.is_empty() {
-        return Err(ElementError::RequestedButProvided { conflicts });
+        return Err(Error::RequestedButProvided { conflicts });
     }
     if !provided.contains_key(OPERATING_SYSTEM) {
-        return Err(ElementError::MissingOs);
+        return Err(Error::MissingOs);
     }
     Ok(processed
         .into_iter()
