@@ -63,6 +63,12 @@ pub enum Error {
     MissingOs,
     #[error("{path}: {message}")]
     PackageInstalls { path: PathBuf, message: String },
+    /// A size spec that does not parse (upstream's text).
+    #[error("{0}")]
+    Size(String),
+    /// A partition layout that cannot be placed.
+    #[error("{0}")]
+    Layout(String),
 }
 
 /// A list as Python prints it: `['a', 'b']`.

@@ -1,0 +1,94 @@
+//! MBR tables written by dib-core read back by util-linux's `sfdisk --json`: primaries, the
+//! extended partition and the EBR chain of logicals, on a sparse 1 GiB image file (no loop
+//! device). Skipped without sfdisk.
+
+use std::process::Command;
+
+use dib_core::mbr::{Layout, PartitionSpec};
+use dib_core::size::Size;
+
+fn spec(primary: bool, kind: u8, bootable: bool) -> PartitionSpec {
+    PartitionSpec {
+        name: "p".into(),
+        size: Size::Bytes(10 << 20),
+        primary,
+        bootable,
+        kind,
+    }
+}
+
+#[test]
+fn sfdisk_reads_primaries_extended_and_logicals() {
+    if Command::new("sfdisk").arg("--version").output().is_err() {
+        eprintln!("skipped: no sfdisk");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("disk.raw");
+    let mut file = std::fs::File::create(&image).expect("image");
+    file.set_len(1 << 30).expect("size");
+    let mut partitions = vec![
+        spec(true, 0x83, true),
+        spec(true, 0x0c, false),
+        spec(true, 0x83, false),
+    ];
+    partitions.extend(std::iter::repeat_with(|| spec(false, 0x83, false)).take(7));
+    let layout = Layout::plan(1 << 30, &partitions).expect("plans");
+    layout.write(&mut file, 0x1234_5678).expect("writes");
+    drop(file);
+    let out = Command::new("sfdisk")
+        .arg("--dump")
+        .arg(&image)
+        .output()
+        .expect("sfdisk");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(dump.contains("label: dos"), "{dump}");
+    assert!(dump.contains("label-id: 0x12345678"), "{dump}");
+    // One line per partition: "<image>N : start= S, size= Z, type=T[, bootable]".
+    let rows: Vec<(u32, u64, u64, String, bool)> = dump
+        .lines()
+        .filter(|l| l.contains(" : start="))
+        .map(|l| {
+            let (device, fields) = l.split_once(" : ").expect("row");
+            let number = device
+                .trim()
+                .trim_start_matches(&image.display().to_string())
+                .parse()
+                .expect("number");
+            let field = |name: &str| {
+                fields
+                    .split(',')
+                    .map(str::trim)
+                    .find_map(|f| f.strip_prefix(name))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default()
+            };
+            (
+                number,
+                field("start=").parse().expect("start"),
+                field("size=").parse().expect("size"),
+                field("type="),
+                fields.contains("bootable"),
+            )
+        })
+        .collect();
+    let expected: Vec<(u32, u64, u64, String, bool)> = layout
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.number,
+                e.start,
+                e.end - e.start + 1,
+                format!("{:x}", e.kind),
+                e.bootable,
+            )
+        })
+        .collect();
+    assert_eq!(rows, expected, "{dump}");
+}
