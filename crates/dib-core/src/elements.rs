@@ -69,6 +69,9 @@ pub enum Error {
     /// A partition layout that cannot be placed.
     #[error("{0}")]
     Layout(String),
+    /// A pkg-map file that does not parse, or a package it cannot map (upstream's text).
+    #[error("{0}")]
+    PkgMap(String),
 }
 
 /// A list as Python prints it: `['a', 'b']`.

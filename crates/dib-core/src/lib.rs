@@ -4,10 +4,11 @@
 //! `install.d`, `finalise.d`, …), some of which run inside a chroot of the new OS. This crate
 //! resolves element dependencies ([`elements`]: `ELEMENTS_PATH` lookup with overrides,
 //! `element-deps`/`element-provides` expansion in a documented deterministic order, upstream's
-//! error texts), squashes the elements' package lists ([`package_installs`]), parses size
-//! specs ([`size`]) and lays out and writes MBR partition tables ([`mbr`]). Still to come:
-//! planning and running the phases (through the run-parts engine of `refresh-config`), the
-//! block-device graph, filesystems, and raw, qcow2, tar and cpio outputs.
+//! error texts), squashes the elements' package lists ([`package_installs`]), maps package
+//! names per distribution ([`pkg_map`]), parses size specs ([`size`]) and lays out and writes
+//! MBR partition tables ([`mbr`]). Still to come: planning and running the phases (through
+//! the run-parts engine of `refresh-config`), the block-device graph, filesystems, and raw,
+//! qcow2, tar and cpio outputs.
 //!
 //! It will not boot or deploy images (that is `baremetal`), and the image pipeline will not
 //! require loop devices or root-only mounts.
@@ -15,6 +16,7 @@
 pub mod elements;
 pub mod mbr;
 pub mod package_installs;
+pub mod pkg_map;
 pub mod size;
 
 pub use elements::{env_output, expand, Element, ElementSet, Error};
