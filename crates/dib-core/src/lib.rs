@@ -6,7 +6,7 @@
 //! `element-deps`/`element-provides` expansion in a documented deterministic order, upstream's
 //! error texts), squashes the elements' package lists ([`package_installs`]), maps package
 //! names per distribution ([`pkg_map`]), parses size specs ([`size`]) and lays out and writes
-//! MBR partition tables ([`mbr`]). Still to come: planning and running the phases (through
+//! MBR and GPT partition tables ([`mbr`], [`gpt`]). Still to come: planning and running the phases (through
 //! the run-parts engine of `refresh-config`), the block-device graph, filesystems, and raw,
 //! qcow2, tar and cpio outputs.
 //!
@@ -14,6 +14,7 @@
 //! require loop devices or root-only mounts.
 
 pub mod elements;
+pub mod gpt;
 pub mod mbr;
 pub mod package_installs;
 pub mod pkg_map;

@@ -92,3 +92,70 @@ fn sfdisk_reads_primaries_extended_and_logicals() {
         .collect();
     assert_eq!(rows, expected, "{dump}");
 }
+
+#[test]
+fn sfdisk_reads_a_gpt_with_valid_checksums() {
+    use dib_core::gpt::{guid_bytes, GptLayout, GptPartitionSpec};
+    if Command::new("sfdisk").arg("--version").output().is_err() {
+        eprintln!("skipped: no sfdisk");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("disk.raw");
+    let mut file = std::fs::File::create(&image).expect("image");
+    file.set_len(1 << 30).expect("size");
+    let part = |name: &str, size: Size, code: &str, guid: &str| GptPartitionSpec {
+        name: name.into(),
+        size,
+        type_code: code.into(),
+        guid: guid_bytes(guid).expect("guid"),
+    };
+    let layout = GptLayout::plan(
+        1 << 30,
+        guid_bytes("11111111-2222-3333-4444-555555555555").expect("guid"),
+        &[
+            part(
+                "ESP",
+                Size::Bytes(8 << 20),
+                "EF00",
+                "AAAAAAAA-0000-4000-8000-000000000001",
+            ),
+            part(
+                "BSP",
+                Size::Bytes(8 << 20),
+                "EF02",
+                "AAAAAAAA-0000-4000-8000-000000000002",
+            ),
+            part(
+                "Root Part",
+                Size::Percent(100.0),
+                "8300",
+                "AAAAAAAA-0000-4000-8000-000000000003",
+            ),
+        ],
+    )
+    .expect("plans");
+    layout.write(&mut file).expect("writes");
+    drop(file);
+    let out = Command::new("sfdisk")
+        .arg("--dump")
+        .arg(&image)
+        .output()
+        .expect("sfdisk");
+    let dump = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "{stderr}\n{dump}"
+    );
+    for expected in [
+        "label: gpt",
+        "label-id: 11111111-2222-3333-4444-555555555555",
+        "first-lba: 34",
+        "start=        2048, size=       16384, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=AAAAAAAA-0000-4000-8000-000000000001, name=\"ESP\"",
+        "start=       18432, size=       16384, type=21686148-6449-6E6F-744E-656564454649, uuid=AAAAAAAA-0000-4000-8000-000000000002, name=\"BSP\"",
+        "start=       34816, size=     2060288, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=AAAAAAAA-0000-4000-8000-000000000003, name=\"Root Part\"",
+    ] {
+        assert!(dump.contains(expected), "missing {expected:?} in\n{dump}");
+    }
+}
