@@ -6,7 +6,8 @@
 //! `element-deps`/`element-provides` expansion in a documented deterministic order, upstream's
 //! error texts), squashes the elements' package lists ([`package_installs`]), maps package
 //! names per distribution ([`pkg_map`]), parses size specs ([`size`]) and lays out and writes
-//! MBR and GPT partition tables ([`mbr`], [`gpt`]). Still to come: planning and running the phases (through
+//! MBR and GPT partition tables ([`mbr`], [`gpt`]), with identifiers derived from
+//! `SOURCE_DATE_EPOCH` for reproducible images ([`reproducible`]). Still to come: planning and running the phases (through
 //! the run-parts engine of `refresh-config`), the block-device graph, filesystems, and raw,
 //! qcow2, tar and cpio outputs.
 //!
@@ -18,6 +19,7 @@ pub mod gpt;
 pub mod mbr;
 pub mod package_installs;
 pub mod pkg_map;
+pub mod reproducible;
 pub mod size;
 
 pub use elements::{env_output, expand, Element, ElementSet, Error};
