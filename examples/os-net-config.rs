@@ -148,7 +148,8 @@ fn run(args: &Args) -> Result<u8, String> {
     } else {
         Vec::new()
     };
-    let aliases = aliases(&facts, &mapping).map_err(|e| e.to_string())?;
+    let aliases =
+        aliases(&facts, &mapping).map_err(|e| format!("{}: {e}", args.mapping_file.display()))?;
     if let Some(interfaces) = &args.interfaces {
         return Ok(print_interfaces(interfaces, &aliases, &facts));
     }

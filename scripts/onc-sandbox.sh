@@ -8,8 +8,10 @@
 onc_sandbox() {
     local nics=$1 t d k s n mac st
     mount --make-rprivate /
-    t=$(mktemp -d)
-    mount -t tmpfs tmpfs "$t"
+    # Scratch space on a tmpfs over /mnt, private to this namespace: nothing is created on
+    # the host, not even an empty directory.
+    mount -t tmpfs tmpfs /mnt
+    t=/mnt
     for d in /etc /var /usr/bin; do
         k=$t/${d##*/}
         mkdir -p "$k/u" "$k/w"

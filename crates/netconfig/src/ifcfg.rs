@@ -28,12 +28,16 @@ struct Placement {
     linux_bridge: Option<String>,
     linux_bond: Option<String>,
     team: Option<String>,
+    ivs_bridge: Option<String>,
+    nfvswitch_bridge: Option<String>,
 }
 
 /// The output groups, in upstream's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Group {
     Interface,
+    IvsInterface,
+    NfvswitchInternal,
     OvsBridge,
     LinuxBridge,
     Team,
@@ -52,6 +56,8 @@ fn group(device: &Device) -> Group {
         Kind::LinuxBond { .. } => Group::LinuxBond,
         Kind::IbInterface { .. } => Group::IbInterface,
         Kind::IbChild { .. } => Group::IbChild,
+        Kind::IvsInterface { .. } => Group::IvsInterface,
+        Kind::NfvswitchInternal { .. } => Group::NfvswitchInternal,
         _ => Group::Interface,
     }
 }
@@ -164,6 +170,9 @@ fn add(
     facts: &dyn HostFacts,
     out: &mut Vec<DeviceFiles>,
 ) -> Result<(), RenderError> {
+    // The IVS and NFVSwitch switches are daemons, not devices with files; a Contrail
+    // vRouter binds its members itself, which get no files either.
+    let own_file = !matches!(device.kind, Kind::IvsBridge | Kind::NfvswitchBridge { .. });
     let files = DeviceFiles {
         group: group(device),
         name: device.name.clone(),
@@ -172,12 +181,17 @@ fn add(
         routes6: routes(device, true),
         rules: rules(device),
     };
-    match out
-        .iter_mut()
-        .find(|d| d.group == files.group && d.name == files.name)
-    {
-        Some(existing) => *existing = files,
-        None => out.push(files),
+    if own_file {
+        match out
+            .iter_mut()
+            .find(|d| d.group == files.group && d.name == files.name)
+        {
+            Some(existing) => *existing = files,
+            None => out.push(files),
+        }
+    }
+    if matches!(device.kind, Kind::ContrailVrouter) {
+        return Ok(());
     }
     for member in &device.members {
         let mut inner = Placement::default();
@@ -189,6 +203,8 @@ fn add(
             Kind::LinuxBridge => inner.linux_bridge = Some(device.name.clone()),
             Kind::LinuxBond { .. } => inner.linux_bond = Some(device.name.clone()),
             Kind::Team { .. } => inner.team = Some(device.name.clone()),
+            Kind::IvsBridge => inner.ivs_bridge = Some(device.name.clone()),
+            Kind::NfvswitchBridge { .. } => inner.nfvswitch_bridge = Some(device.name.clone()),
             _ => {}
         }
         add(member, &inner, facts, out)?;
@@ -242,6 +258,8 @@ fn ifcfg(
                 }
             }
         }
+        Kind::IvsInterface { .. } => keys.set("TYPE", "IVSIntPort"),
+        Kind::NfvswitchInternal { .. } => keys.set("TYPE", "NFVSWITCHIntPort"),
         Kind::IbInterface { .. } => keys.set("TYPE", "Infiniband"),
         Kind::IbChild { parent, pkey } => {
             keys.set("TYPE", "Infiniband");
@@ -273,6 +291,14 @@ fn ifcfg(
         if device.primary {
             keys.set("TEAM_PORT_CONFIG", "'{\"prio\": 100}'");
         }
+    }
+    if let Some(bridge) = &placement.ivs_bridge {
+        keys.set("DEVICETYPE", "ivs");
+        keys.set("IVS_BRIDGE", bridge.as_str());
+    }
+    if let Some(bridge) = &placement.nfvswitch_bridge {
+        keys.set("DEVICETYPE", "nfvswitch");
+        keys.set("NFVSWITCH_BRIDGE", bridge.as_str());
     }
     if placement.ovs_port {
         if !matches!(device.kind, Kind::Team { .. }) {
@@ -519,6 +545,12 @@ fn ifcfg(
     if matches!(device.kind, Kind::LinuxTap) {
         // Upstream appends this after the common block.
         keys.set("TYPE", "Tap");
+    }
+    if matches!(device.kind, Kind::ContrailVrouter) {
+        let members: Vec<&str> = device.members.iter().map(|m| m.name.as_str()).collect();
+        keys.set("DEVICETYPE", "vhost");
+        keys.set("TYPE", "kernel_mode");
+        keys.set("BIND_INT", members.join(","));
     }
     Ok(keys.text())
 }

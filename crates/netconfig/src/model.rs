@@ -147,6 +147,22 @@ pub enum Kind {
         pkey: u16,
     },
     LinuxTap,
+    /// The one IVS switch (named `ivs`): its members become IVS ports; it has no file.
+    IvsBridge,
+    /// An IVS internal port `<name><vlan_id>`.
+    IvsInterface {
+        vlan_id: u64,
+    },
+    /// The one NFVSwitch (named `nfvswitch`), with its daemon options.
+    NfvswitchBridge {
+        options: Option<String>,
+    },
+    /// An NFVSwitch internal port `<name><vlan_id>`.
+    NfvswitchInternal {
+        vlan_id: u64,
+    },
+    /// A Contrail vRouter host interface bound to its members.
+    ContrailVrouter,
     /// A type the renderers do not handle yet (hardware-bound or rare).
     Other {
         type_name: String,
@@ -442,6 +458,17 @@ fn device(map: &MarkedMappingNode, naming: &Naming<'_>) -> Device {
             }
         }
         "linux_tap" => Kind::LinuxTap,
+        "ivs_bridge" => Kind::IvsBridge,
+        "ivs_interface" => Kind::IvsInterface {
+            vlan_id: int(map, "vlan_id").unwrap_or_default(),
+        },
+        "nfvswitch_bridge" => Kind::NfvswitchBridge {
+            options: text(map, "options"),
+        },
+        "nfvswitch_internal" => Kind::NfvswitchInternal {
+            vlan_id: int(map, "vlan_id").unwrap_or_default(),
+        },
+        "contrail_vrouter" => Kind::ContrailVrouter,
         other => Kind::Other {
             type_name: other.to_owned(),
         },
@@ -449,6 +476,12 @@ fn device(map: &MarkedMappingNode, naming: &Naming<'_>) -> Device {
     let name = match &kind {
         Kind::Vlan { vlan_id, .. } => format!("vlan{vlan_id}"),
         Kind::IbChild { parent, pkey } => format!("{parent}.{pkey:04x}"),
+        Kind::IvsBridge => "ivs".to_owned(),
+        Kind::NfvswitchBridge { .. } => "nfvswitch".to_owned(),
+        Kind::IvsInterface { vlan_id } => format!("{}{vlan_id}", name.as_deref().unwrap_or("ivs")),
+        Kind::NfvswitchInternal { vlan_id } => {
+            format!("{}{vlan_id}", name.as_deref().unwrap_or("nfvswitch"))
+        }
         _ => name.unwrap_or_default(),
     };
     let mut common = common(map);

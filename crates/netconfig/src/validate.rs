@@ -472,6 +472,9 @@ impl Validator {
         }
         if let Some(members) = map.get_sequence("members") {
             self.one_primary(members, path, device);
+            if device.name == "linux_bond" {
+                self.vlans_on_bond(members, path, map);
+            }
         }
         if device.name == "route_table" {
             self.reserved_table(map, path);
@@ -507,6 +510,38 @@ impl Validator {
                 });
             if let Some((span, field, value)) = clash {
                 self.error(span, &format!("{path}.{field}"), &format!("route table {value:?} conflicts with reserved table \"{reserved_id} {reserved_name}\""));
+            }
+        }
+    }
+
+    /// A VLAN member of a Linux bond sits on the bond: another `device` is a mistake.
+    fn vlans_on_bond(
+        &mut self,
+        members: &MarkedSequenceNode,
+        path: &str,
+        bond: &MarkedMappingNode,
+    ) {
+        let bond_name = bond.get_scalar("name").map_or("", |n| n.as_str());
+        for (index, member) in members.iter().enumerate() {
+            let Some(member) = member.as_mapping() else {
+                continue;
+            };
+            if member.get_scalar("type").map(|t| t.as_str()) != Some("vlan") {
+                continue;
+            }
+            if let Some(device) = member
+                .get_scalar("device")
+                .filter(|d| d.as_str() != bond_name)
+            {
+                let vlan = member.get_scalar("vlan_id").map_or("", |v| v.as_str());
+                self.error(
+                    device.span(),
+                    &format!("{path}.members[{index}].device"),
+                    &format!(
+                        "Invalid base_iface {} set for vlan member: vlan{vlan}, {bond_name} should be set instead",
+                        device.as_str()
+                    ),
+                );
             }
         }
     }

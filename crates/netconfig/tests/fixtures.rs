@@ -52,7 +52,7 @@ fn run(case: &Path, provider: &str) -> Result<(String, u8), Vec<String>> {
         }
         Err(_) => Vec::new(),
     };
-    let aliases = aliases(&facts, &mapping).map_err(|e| vec![e.to_string()])?;
+    let aliases = aliases(&facts, &mapping).map_err(|e| vec![format!("mapping.yaml: {e}")])?;
     let text = fs::read_to_string(case.join("config.yaml")).expect("config.yaml");
     let root = netconfig::parse(&text).map_err(|d| vec![format!("config.yaml:{d}")])?;
     let mut found = netconfig::validate(&root);
