@@ -17,16 +17,23 @@ fn spec(primary: bool, kind: u8, bootable: bool) -> PartitionSpec {
     }
 }
 
-#[test]
-fn sfdisk_reads_primaries_extended_and_logicals() {
-    if Command::new("sfdisk").arg("--version").output().is_err() {
-        eprintln!("skipped: no sfdisk");
-        return;
-    }
+/// A sparse 1 GiB image file in a temp dir (kept alive by the returned guard), or `None`
+/// when sfdisk is not installed.
+fn blank_image() -> Option<(tempfile::TempDir, std::path::PathBuf, std::fs::File)> {
+    Command::new("sfdisk").arg("--version").output().ok()?;
     let dir = tempfile::tempdir().expect("temp dir");
     let image = dir.path().join("disk.raw");
-    let mut file = std::fs::File::create(&image).expect("image");
+    let file = std::fs::File::create(&image).expect("image");
     file.set_len(1 << 30).expect("size");
+    Some((dir, image, file))
+}
+
+#[test]
+fn sfdisk_reads_primaries_extended_and_logicals() {
+    let Some((_dir, image, mut file)) = blank_image() else {
+        eprintln!("skipped: no sfdisk");
+        return;
+    };
     let mut partitions = vec![
         spec(true, 0x83, true),
         spec(true, 0x0c, false),
@@ -96,14 +103,10 @@ fn sfdisk_reads_primaries_extended_and_logicals() {
 #[test]
 fn sfdisk_reads_a_gpt_with_valid_checksums() {
     use dib_core::gpt::{guid_bytes, GptLayout, GptPartitionSpec};
-    if Command::new("sfdisk").arg("--version").output().is_err() {
+    let Some((_dir, image, mut file)) = blank_image() else {
         eprintln!("skipped: no sfdisk");
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let image = dir.path().join("disk.raw");
-    let mut file = std::fs::File::create(&image).expect("image");
-    file.set_len(1 << 30).expect("size");
+    };
     let part = |name: &str, size: Size, code: &str, guid: &str| GptPartitionSpec {
         name: name.into(),
         size,

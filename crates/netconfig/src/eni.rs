@@ -4,9 +4,7 @@
 //! servers, search domains and rules rendered (D18); what ENI cannot express (route tables,
 //! `defroute: false`, a VLAN port's own OVS options) is refused rather than dropped.
 
-use std::net::Ipv4Addr;
-
-use crate::model::{Device, Kind, NetworkConfig, Route};
+use crate::model::{netmask, Device, Kind, NetworkConfig, Route};
 use crate::nics::HostFacts;
 use crate::render::{RenderError, RenderedFile, Renderer};
 
@@ -20,13 +18,6 @@ pub struct Eni;
 #[derive(Debug, Clone, Copy, Default)]
 struct Port<'a> {
     bridge: Option<&'a str>,
-}
-
-fn unsupported(device: &Device, what: impl Into<String>) -> RenderError {
-    RenderError::Unsupported {
-        device: device.name.clone(),
-        what: what.into(),
-    }
 }
 
 impl Renderer for Eni {
@@ -86,7 +77,7 @@ fn add(
                 match member.kind {
                     Kind::Interface { .. } | Kind::Vlan { .. } => {}
                     _ => {
-                        return Err(unsupported(
+                        return Err(RenderError::unsupported(
                             member,
                             format!("{} as an OVS port", member.type_name),
                         ))
@@ -104,28 +95,22 @@ fn add(
             }
         }
         Kind::Interface { .. } | Kind::Vlan { .. } => put(interfaces, &device.name, text),
-        _ => return Err(unsupported(device, device.type_name.clone())),
+        _ => return Err(RenderError::unsupported(device, device.type_name.clone())),
     }
     Ok(())
-}
-
-fn netmask(prefix: u8) -> Ipv4Addr {
-    let bits = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    Ipv4Addr::from(bits)
 }
 
 /// One stanza per address (v4 first), or one without an address.
 fn stanzas(device: &Device, port: Port<'_>, facts: &dyn HostFacts) -> Result<String, RenderError> {
     let common = &device.common;
     if device.hwaddr.is_some() {
-        return Err(unsupported(device, "persist_mapping (a hardware address)"));
+        return Err(RenderError::unsupported(
+            device,
+            "persist_mapping (a hardware address)",
+        ));
     }
     if !common.defroute {
-        return Err(unsupported(device, "defroute: false"));
+        return Err(RenderError::unsupported(device, "defroute: false"));
     }
     let addresses: Vec<(&str, bool)> = common
         .v4_addresses()
@@ -188,9 +173,7 @@ fn stanza(
     match (&device.kind, port.bridge) {
         (
             Kind::OvsBridge {
-                ovs_extra: extra,
-                fail_mode,
-                ..
+                ovs_extra: extra, ..
             },
             _,
         ) => {
@@ -219,17 +202,7 @@ fn stanza(
                     ovs_extra.push(format!("set bridge {name} other-config:hwaddr={mac}"));
                 }
             }
-            ovs_extra.extend(extra.iter().map(|e| e.replace("{name}", name)));
-            ovs_extra.push(format!(
-                "set bridge {name} fail_mode={}",
-                match fail_mode {
-                    crate::model::FailMode::Standalone => "standalone",
-                    crate::model::FailMode::Secure => "secure",
-                }
-            ));
-            if *fail_mode == crate::model::FailMode::Standalone {
-                ovs_extra.push(format!("del-controller {name}"));
-            }
+            ovs_extra.extend(extra.iter().cloned());
         }
         (
             Kind::Vlan {
@@ -240,7 +213,10 @@ fn stanza(
             Some(bridge),
         ) => {
             if ovs_options.is_some() {
-                return Err(unsupported(device, "ovs_options on a VLAN port"));
+                return Err(RenderError::unsupported(
+                    device,
+                    "ovs_options on a VLAN port",
+                ));
             }
             auto(&mut out);
             out.push_str(&format!("allow-{bridge} {name}\n"));
@@ -269,7 +245,7 @@ fn stanza(
             out.push_str(&address_lines);
             let physdev = physdev
                 .as_deref()
-                .ok_or_else(|| unsupported(device, "a vlan without device"))?;
+                .ok_or_else(|| RenderError::unsupported(device, "a vlan without device"))?;
             out.push_str(&format!("    vlan-raw-device {physdev}\n"));
         }
         (kind, None) => {
@@ -319,7 +295,10 @@ fn routes(device: &Device) -> Result<String, RenderError> {
     let mut out = String::new();
     for route in &device.common.routes {
         if route.table.is_some() {
-            return Err(unsupported(device, "route tables in ENI routes"));
+            return Err(RenderError::unsupported(
+                device,
+                "route tables in ENI routes",
+            ));
         }
         let mut options = String::new();
         if let Some(metric) = route.metric {

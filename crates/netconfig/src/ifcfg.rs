@@ -4,9 +4,7 @@
 //! `self` next hops rendered (D2, D3), every default route kept (D13), and `use_dhcpv6` with
 //! static addresses refused rather than silently dropping them (D16).
 
-use std::net::Ipv4Addr;
-
-use crate::model::{Device, FailMode, Kind, NetworkConfig, Route};
+use crate::model::{netmask, Device, Kind, NetworkConfig, Route};
 use crate::nics::HostFacts;
 use crate::render::{RenderError, RenderedFile, Renderer};
 
@@ -93,15 +91,6 @@ fn yes_no(value: bool) -> &'static str {
     } else {
         "no"
     }
-}
-
-fn netmask(prefix: u8) -> Ipv4Addr {
-    let bits = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    Ipv4Addr::from(bits)
 }
 
 /// The name a parent takes its MAC from: the member marked primary, or that member's own
@@ -248,7 +237,7 @@ fn ifcfg(
                     keys.set("OVS_OPTIONS", format!("\"{options}\""));
                     vlan_ovs_options = Some(options);
                 }
-                ovs_extra.extend(extra.iter().map(|e| e.replace("{name}", &device.name)));
+                ovs_extra.extend(extra.iter().cloned());
             } else {
                 keys.set("VLAN", "yes");
                 if let Some(physdev) = physdev {
@@ -277,7 +266,7 @@ fn ifcfg(
                 keys.set("LINKDELAY", delay.to_string());
             }
             if placement.ovs_bridge.is_some() {
-                ovs_extra.extend(extra.iter().map(|e| e.replace("{name}", &device.name)));
+                ovs_extra.extend(extra.iter().cloned());
             }
         }
         _ => {}
@@ -338,8 +327,8 @@ fn ifcfg(
             user,
             ovs_options,
             ovs_extra: extra,
-            fail_mode,
             ovs_internal,
+            ..
         } => {
             keys.set("DEVICETYPE", "ovs");
             keys.set("TYPE", if *user { "OVSUserBridge" } else { "OVSBridge" });
@@ -364,17 +353,7 @@ fn ifcfg(
             if let Some(options) = ovs_options {
                 keys.set("OVS_OPTIONS", format!("\"{options}\""));
             }
-            ovs_extra.extend(extra.iter().map(|e| e.replace("{name}", name)));
-            ovs_extra.push(format!(
-                "set bridge {name} fail_mode={}",
-                match fail_mode {
-                    FailMode::Standalone => "standalone",
-                    FailMode::Secure => "secure",
-                }
-            ));
-            if *fail_mode == FailMode::Standalone {
-                ovs_extra.push(format!("del-controller {name}"));
-            }
+            ovs_extra.extend(extra.iter().cloned());
         }
         Kind::OvsBond {
             ovs_options,
@@ -391,7 +370,7 @@ fn ifcfg(
             if let Some(options) = ovs_options {
                 keys.set("OVS_OPTIONS", format!("\"{options}\""));
             }
-            ovs_extra.extend(extra.iter().map(|e| e.replace("{name}", &device.name)));
+            ovs_extra.extend(extra.iter().cloned());
         }
         Kind::LinuxBridge => {
             keys.set("TYPE", "Bridge");
@@ -433,7 +412,7 @@ fn ifcfg(
             ovs_options,
             ovs_extra: extra,
         } => {
-            ovs_extra.extend(extra.iter().map(|e| e.replace("{name}", &device.name)));
+            ovs_extra.extend(extra.iter().cloned());
             keys.set("DEVICETYPE", "ovs");
             keys.set("TYPE", "OVSTunnel");
             keys.set(
@@ -452,7 +431,7 @@ fn ifcfg(
             ovs_extra: extra,
             ..
         } => {
-            ovs_extra.extend(extra.iter().map(|e| e.replace("{name}", &device.name)));
+            ovs_extra.extend(extra.iter().cloned());
             keys.set("DEVICETYPE", "ovs");
             keys.set("TYPE", "OVSPatchPort");
             // A patch port inside a bridge is that bridge's port.

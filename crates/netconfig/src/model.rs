@@ -119,6 +119,7 @@ pub enum Kind {
     OvsBridge {
         user: bool,
         ovs_options: Option<String>,
+        /// With `{name}` filled in and the fail mode entries appended.
         ovs_extra: Vec<String>,
         fail_mode: FailMode,
         ovs_internal: bool,
@@ -207,6 +208,47 @@ impl NetworkConfig {
             .map(|t| (t.name.clone(), t.table_id))
             .collect()
     }
+}
+
+/// Fills `{name}` into a device's `ovs_extra` templates and, for a bridge, appends its fail
+/// mode entries, as upstream's objects do: renderers take the list as it is.
+fn format_ovs_extra(kind: &mut Kind, name: &str) {
+    let extra = match kind {
+        Kind::Interface { ovs_extra, .. }
+        | Kind::Vlan { ovs_extra, .. }
+        | Kind::OvsBridge { ovs_extra, .. }
+        | Kind::OvsBond { ovs_extra, .. }
+        | Kind::OvsPatchPort { ovs_extra, .. }
+        | Kind::OvsTunnel { ovs_extra, .. } => ovs_extra,
+        _ => return,
+    };
+    for entry in extra.iter_mut() {
+        *entry = entry.replace("{name}", name);
+    }
+    if let Kind::OvsBridge {
+        fail_mode,
+        ovs_extra,
+        ..
+    } = kind
+    {
+        match fail_mode {
+            FailMode::Standalone => {
+                ovs_extra.push(format!("set bridge {name} fail_mode=standalone"));
+                ovs_extra.push(format!("del-controller {name}"));
+            }
+            FailMode::Secure => ovs_extra.push(format!("set bridge {name} fail_mode=secure")),
+        }
+    }
+}
+
+/// A dotted netmask for an IPv4 prefix length.
+pub fn netmask(prefix: u8) -> std::net::Ipv4Addr {
+    let bits = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    std::net::Ipv4Addr::from(bits)
 }
 
 /// `<base>.<vid>`: a VLAN sub-interface by name, with its base and id.
@@ -484,6 +526,8 @@ fn device(map: &MarkedMappingNode, naming: &Naming<'_>) -> Device {
         }
         _ => name.unwrap_or_default(),
     };
+    let mut kind = kind;
+    format_ovs_extra(&mut kind, &name);
     let mut common = common(map);
     if matches!(kind, Kind::IbChild { .. }) {
         common.nm_controlled = true;

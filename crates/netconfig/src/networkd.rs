@@ -20,13 +20,6 @@ const DIR: &str = "/etc/systemd/network";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Networkd;
 
-fn unsupported(device: &Device, what: impl Into<String>) -> RenderError {
-    RenderError::Unsupported {
-        device: device.name.clone(),
-        what: what.into(),
-    }
-}
-
 /// What a member is to its parent.
 #[derive(Debug, Clone, Default)]
 struct Membership {
@@ -49,7 +42,7 @@ fn table_id(
         "local" => Ok(255),
         "default" => Ok(253),
         name => tables.get(name).copied().ok_or_else(|| {
-            unsupported(
+            RenderError::unsupported(
                 device,
                 format!("route table {name:?} (not declared with route_table)"),
             )
@@ -131,7 +124,7 @@ fn flatten<'a>(
         | Kind::LinuxBridge
         | Kind::IbInterface { .. } => {}
         _ => {
-            return Err(unsupported(
+            return Err(RenderError::unsupported(
                 device,
                 format!("{} with the networkd renderer", device.type_name),
             ))
@@ -220,9 +213,9 @@ fn netdev(device: &Device) -> Result<Option<String>, RenderError> {
 fn bond_section(device: &Device, options: &str) -> Result<String, RenderError> {
     let mut out = String::new();
     for option in options.split_whitespace() {
-        let (key, value) = option
-            .split_once('=')
-            .ok_or_else(|| unsupported(device, format!("bonding option {option:?}")))?;
+        let (key, value) = option.split_once('=').ok_or_else(|| {
+            RenderError::unsupported(device, format!("bonding option {option:?}"))
+        })?;
         let line = match key {
             "mode" => {
                 let mode = match value {
@@ -264,7 +257,12 @@ fn bond_section(device: &Device, options: &str) -> Result<String, RenderError> {
             "min_links" => format!("MinLinks={value}"),
             // Set on the member's network instead.
             "primary" => continue,
-            other => return Err(unsupported(device, format!("bonding option {other}"))),
+            other => {
+                return Err(RenderError::unsupported(
+                    device,
+                    format!("bonding option {other}"),
+                ))
+            }
         };
         out.push_str(&line);
         out.push('\n');
@@ -291,7 +289,7 @@ fn network(
         | Kind::IbInterface {
             ethtool_opts: Some(_),
         } => {
-            return Err(unsupported(
+            return Err(RenderError::unsupported(
                 device,
                 "ethtool_opts with the networkd renderer",
             ));
@@ -299,13 +297,13 @@ fn network(
         _ => {}
     }
     if common.dhclient_args.is_some() {
-        return Err(unsupported(
+        return Err(RenderError::unsupported(
             device,
             "dhclient_args with the networkd renderer",
         ));
     }
     if common.nm_controlled {
-        return Err(unsupported(
+        return Err(RenderError::unsupported(
             device,
             "nm_controlled: true with the networkd renderer",
         ));
@@ -399,16 +397,15 @@ fn route_section(
     while let Some(word) = words.next() {
         let mut value = || {
             words.next().map(str::to_owned).ok_or_else(|| {
-                unsupported(device, format!("route option {word:?} without a value"))
+                RenderError::unsupported(device, format!("route option {word:?} without a value"))
             })
         };
         match word {
             "metric" => {
-                metric = Some(
-                    value()?
-                        .parse()
-                        .map_err(|_| unsupported(device, "a non-numeric route metric"))?,
-                )
+                metric =
+                    Some(value()?.parse().map_err(|_| {
+                        RenderError::unsupported(device, "a non-numeric route metric")
+                    })?)
             }
             "table" => table = Some(value()?),
             "onlink" => extra.push_str("GatewayOnLink=yes\n"),
@@ -422,7 +419,7 @@ fn route_section(
                 let _ = writeln!(extra, "Protocol={}", value()?);
             }
             other => {
-                return Err(unsupported(
+                return Err(RenderError::unsupported(
                     device,
                     format!("route option {other:?} with the networkd renderer"),
                 ))
@@ -453,7 +450,7 @@ fn rule_section(
     while let Some(word) = words.next() {
         let mut value = || {
             words.next().map(str::to_owned).ok_or_else(|| {
-                unsupported(
+                RenderError::unsupported(
                     device,
                     format!("rule {:?}: {word} without a value", rule.rule),
                 )
@@ -471,7 +468,7 @@ fn rule_section(
             "not" => "Invert=yes".to_owned(),
             "blackhole" | "unreachable" | "prohibit" => format!("Type={word}"),
             other => {
-                return Err(unsupported(
+                return Err(RenderError::unsupported(
                     device,
                     format!("rule {:?}: {other:?} with the networkd renderer", rule.rule),
                 ))

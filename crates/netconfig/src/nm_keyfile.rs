@@ -25,13 +25,6 @@ fn namespace() -> uuid::Uuid {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NmKeyfile;
 
-fn unsupported(device: &Device, what: impl Into<String>) -> RenderError {
-    RenderError::Unsupported {
-        device: device.name.clone(),
-        what: what.into(),
-    }
-}
-
 /// A keyfile being built: sections in first-use order, keys sorted on output.
 #[derive(Debug, Default)]
 struct Keyfile(Vec<(&'static str, BTreeMap<String, String>)>);
@@ -123,7 +116,7 @@ fn profile(
     let name = device.name.as_str();
     if device.hwaddr.is_some() {
         // NetworkManager does not rename links; a .link file (networkd's udev) would.
-        return Err(unsupported(
+        return Err(RenderError::unsupported(
             device,
             "persist_mapping with the nm-keyfile renderer",
         ));
@@ -161,13 +154,13 @@ fn profile(
             ..
         } => {
             if ethtool_opts.is_some() {
-                return Err(unsupported(
+                return Err(RenderError::unsupported(
                     device,
                     "ethtool_opts with the nm-keyfile renderer",
                 ));
             }
             if linkdelay.is_some() {
-                return Err(unsupported(
+                return Err(RenderError::unsupported(
                     device,
                     "linkdelay with the nm-keyfile renderer",
                 ));
@@ -191,7 +184,7 @@ fn profile(
             ..
         } => {
             if ovs_options.is_some() {
-                return Err(unsupported(
+                return Err(RenderError::unsupported(
                     device,
                     "ovs_options with the nm-keyfile renderer",
                 ));
@@ -199,7 +192,7 @@ fn profile(
             let parent = parent
                 .clone()
                 .or_else(|| port.controller.as_ref().map(|(c, _)| c.clone()))
-                .ok_or_else(|| unsupported(device, "a vlan without device"))?;
+                .ok_or_else(|| RenderError::unsupported(device, "a vlan without device"))?;
             k.set("vlan", "flags", "1");
             k.set("vlan", "id", vlan_id.to_string());
             k.set("vlan", "parent", parent);
@@ -210,15 +203,15 @@ fn profile(
             ethtool_opts,
         } => {
             if ethtool_opts.is_some() {
-                return Err(unsupported(
+                return Err(RenderError::unsupported(
                     device,
                     "ethtool_opts with the nm-keyfile renderer",
                 ));
             }
             for option in bonding_options.as_deref().unwrap_or("").split_whitespace() {
-                let (key, value) = option
-                    .split_once('=')
-                    .ok_or_else(|| unsupported(device, format!("bonding option {option:?}")))?;
+                let (key, value) = option.split_once('=').ok_or_else(|| {
+                    RenderError::unsupported(device, format!("bonding option {option:?}"))
+                })?;
                 k.set("bond", key, value);
             }
             if let Some(primary) = device.members.iter().find(|m| m.primary) {
@@ -257,7 +250,7 @@ fn profile(
         }
         Kind::IbInterface { ethtool_opts } => {
             if ethtool_opts.is_some() {
-                return Err(unsupported(
+                return Err(RenderError::unsupported(
                     device,
                     "ethtool_opts with the nm-keyfile renderer",
                 ));
@@ -275,7 +268,7 @@ fn profile(
             "infiniband"
         }
         _ => {
-            return Err(unsupported(
+            return Err(RenderError::unsupported(
                 device,
                 format!("{} with the nm-keyfile renderer", device.type_name),
             ))
@@ -292,7 +285,7 @@ fn profile(
         return Ok(k);
     }
     if common.dhclient_args.is_some() {
-        return Err(unsupported(
+        return Err(RenderError::unsupported(
             device,
             "dhclient_args with the nm-keyfile renderer",
         ));
@@ -374,7 +367,10 @@ fn family(
         while let Some(word) = words.next() {
             let mut value = || {
                 words.next().map(str::to_owned).ok_or_else(|| {
-                    unsupported(device, format!("route option {word:?} without a value"))
+                    RenderError::unsupported(
+                        device,
+                        format!("route option {word:?} without a value"),
+                    )
                 })
             };
             match word {
@@ -383,7 +379,7 @@ fn family(
                 "onlink" => options.push("onlink=true".to_owned()),
                 "src" => options.push(format!("src={}", value()?)),
                 other => {
-                    return Err(unsupported(
+                    return Err(RenderError::unsupported(
                         device,
                         format!("route option {other:?} with the nm-keyfile renderer"),
                     ))
@@ -397,7 +393,7 @@ fn family(
                 .ok()
                 .or_else(|| tables.get(t).copied())
                 .ok_or_else(|| {
-                    unsupported(
+                    RenderError::unsupported(
                         device,
                         format!("route table {t:?} (not declared with route_table)"),
                     )

@@ -59,6 +59,16 @@ pub enum RenderError {
     NoMac { device: String },
 }
 
+impl RenderError {
+    /// `device` uses `what`, which the renderer cannot express.
+    pub fn unsupported(device: &crate::model::Device, what: impl Into<String>) -> Self {
+        RenderError::Unsupported {
+            device: device.name.clone(),
+            what: what.into(),
+        }
+    }
+}
+
 /// Turns a network configuration into files.
 pub trait Renderer {
     fn render(
