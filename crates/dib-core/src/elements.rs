@@ -6,6 +6,7 @@
 //! a documented, deterministic order: breadth-first from the requested elements in command
 //! line order, each element's new dependencies enqueued sorted by name.
 
+pub use crate::error::Error;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -39,45 +40,6 @@ pub struct ElementSet {
     pub elements: BTreeMap<String, Element>,
     /// Overrides, in the order they were found.
     pub overrides: Vec<Override>,
-}
-
-/// What can go wrong in dib-core. Where diskimage-builder has a message for the same
-/// condition, ours starts with its text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
-    #[error("$ELEMENTS_PATH must be set.")]
-    PathNotSet,
-    #[error("ELEMENTS_PATH entry '{0}' is not a directory ")]
-    InvalidElementDir(String),
-    #[error("{path}: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("Element '{name}' not found{}", via.as_ref().map_or(String::new(), |v| format!(" (required by {v})")))]
-    Missing { name: String, via: Option<String> },
-    #[error("{name}: already provided by {}", py_list(by))]
-    AlreadyProvided { name: String, by: Vec<String> },
-    #[error("The following elements are already provided by another element: {}", conflicts.iter().map(|(n, by)| format!("{n} : already provided by {}", py_list(by))).collect::<Vec<_>>().join("; "))]
-    RequestedButProvided {
-        conflicts: Vec<(String, Vec<String>)>,
-    },
-    #[error("Please include an operating system element")]
-    MissingOs,
-    #[error("{path}: {message}")]
-    PackageInstalls { path: PathBuf, message: String },
-    /// A size spec that does not parse (upstream's text).
-    #[error("{0}")]
-    Size(String),
-    /// A partition layout that cannot be placed.
-    #[error("{0}")]
-    Layout(String),
-    /// A pkg-map file that does not parse, or a package it cannot map (upstream's text).
-    #[error("{0}")]
-    PkgMap(String),
-}
-
-/// A list as Python prints it: `['a', 'b']`.
-fn py_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
-    format!("[{}]", quoted.join(", "))
 }
 
 /// Reads a one-name-per-line file: stripped, blank lines dropped, no comments. Missing: empty.

@@ -14,12 +14,16 @@
 //! It will not boot or deploy images (that is `baremetal`), and the image pipeline will not
 //! require loop devices or root-only mounts.
 
+pub mod blockdev;
 pub mod elements;
+mod error;
 pub mod gpt;
 pub mod mbr;
 pub mod package_installs;
 pub mod pkg_map;
+pub mod qcow2;
 pub mod reproducible;
 pub mod size;
 
-pub use elements::{env_output, expand, Element, ElementSet, Error};
+pub use elements::{env_output, expand, Element, ElementSet};
+pub use error::Error;

@@ -1,0 +1,1 @@
+//! Streaming raw-to-qcow2 writer with optional deflate-compressed clusters.
