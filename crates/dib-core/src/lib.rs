@@ -20,9 +20,11 @@ mod error;
 pub mod gpt;
 pub mod mbr;
 pub mod package_installs;
+pub mod phases;
 pub mod pkg_map;
 pub mod qcow2;
 pub mod reproducible;
+pub mod sandbox;
 pub mod size;
 
 pub use elements::{env_output, expand, Element, ElementSet};

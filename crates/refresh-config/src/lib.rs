@@ -42,7 +42,7 @@ pub use run_parts::{
 };
 pub use runner::{
     supervise, Capture, Environment, EnvironmentLoad, EnvironmentRequest, HookCommand, HookOutcome,
-    HookRunner, LimitKind, ProcessRunner, RecordedHook, RecordingRunner, TimeLimit, TIMEOUT_STATUS,
+    BeforeExec, HookRunner, LimitKind, ProcessRunner, RecordedHook, RecordingRunner, TimeLimit, TIMEOUT_STATUS,
 };
 pub use select::{
     read_listing, select_environment_files, select_hooks, Entry, EntryKind, Listing, NameFilter,

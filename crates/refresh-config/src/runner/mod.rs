@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 
 use crate::error::Result;
 
-pub use process::ProcessRunner;
+pub use process::{BeforeExec, ProcessRunner};
 pub use recording::{RecordedHook, RecordingRunner};
 pub use supervise::{supervise, Capture};
 

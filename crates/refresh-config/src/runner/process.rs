@@ -1,12 +1,13 @@
 //! [`ProcessRunner`]: hooks as real processes.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -25,7 +26,6 @@ use crate::interrupt::SignalPipe;
 /// with inherited stdio, terminated (SIGTERM, then SIGKILL after the grace period) when its
 /// limit expires. On a terminal, each hook gets the terminal's foreground while it runs, so
 /// that it can prompt and Ctrl-C reaches it.
-#[derive(Debug)]
 pub struct ProcessRunner {
     kill_grace: Duration,
     shell: PathBuf,
@@ -33,6 +33,33 @@ pub struct ProcessRunner {
     trace_environment: bool,
     relay: Option<Relay>,
     interrupts: Option<SignalPipe>,
+    base_environment: Option<Vec<(OsString, OsString)>>,
+    before_exec: Option<BeforeExec>,
+}
+
+/// Work done in every child between fork and exec (entering a namespace or a chroot).
+pub type BeforeExec = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+impl std::fmt::Debug for ProcessRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The base environment may hold secrets: names only.
+        f.debug_struct("ProcessRunner")
+            .field("kill_grace", &self.kill_grace)
+            .field("shell", &self.shell)
+            .field("env_program", &self.env_program)
+            .field("trace_environment", &self.trace_environment)
+            .field("relay", &self.relay.is_some())
+            .field("interrupts", &self.interrupts.is_some())
+            .field(
+                "base_environment",
+                &self
+                    .base_environment
+                    .as_ref()
+                    .map(|vars| vars.iter().map(|(k, _)| k).collect::<Vec<_>>()),
+            )
+            .field("before_exec", &self.before_exec.is_some())
+            .finish()
+    }
 }
 
 impl Default for ProcessRunner {
@@ -45,6 +72,8 @@ impl Default for ProcessRunner {
             trace_environment: true,
             relay: None,
             interrupts: None,
+            base_environment: None,
+            before_exec: None,
         }
     }
 }
@@ -90,6 +119,42 @@ impl ProcessRunner {
         self
     }
 
+    /// The environment hooks and the environment shell start from, instead of ours (hooks of
+    /// a phase with `environment.d` get what those files leave, which starts from this too).
+    pub fn base_environment(mut self, vars: Vec<(OsString, OsString)>) -> Self {
+        self.base_environment = Some(vars);
+        self
+    }
+
+    /// Runs `work` in every child this runner starts, after fork and before exec: to enter a
+    /// mount namespace and a chroot, say. It must only make async-signal-safe calls.
+    pub fn before_exec(mut self, work: BeforeExec) -> Self {
+        self.before_exec = Some(work);
+        self
+    }
+
+    /// Changes the base environment between runs (`None`: ours).
+    pub fn set_base_environment(&mut self, vars: Option<Vec<(OsString, OsString)>>) {
+        self.base_environment = vars;
+    }
+
+    /// Changes the before-exec work between runs (`None`: none).
+    pub fn set_before_exec(&mut self, work: Option<BeforeExec>) {
+        self.before_exec = work;
+    }
+
+    /// Applies the base environment and the before-exec work to a command.
+    fn prepare(&self, command: &mut Command, inherits: bool) {
+        if let (Some(vars), true) = (&self.base_environment, inherits) {
+            command.env_clear().envs(vars.iter().map(|(k, v)| (k, v)));
+        }
+        if let Some(work) = &self.before_exec {
+            let work = Arc::clone(work);
+            // SAFETY: the caller of `before_exec` promised async-signal-safe work.
+            unsafe { command.pre_exec(move || work()) };
+        }
+    }
+
     fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
         self.interrupts.as_ref().map(|p| p.as_fd())
     }
@@ -97,6 +162,7 @@ impl ProcessRunner {
     fn spawn(&self, hook: &HookCommand<'_>, terminal: bool) -> io::Result<Child> {
         let spawn = |via_shell: Option<&Path>| {
             let mut command = hook_command(hook, via_shell);
+            self.prepare(&mut command, hook.environment.is_none());
             if self.relay.is_some() {
                 command.stdout(Stdio::piped()).stderr(Stdio::piped());
             }
@@ -172,6 +238,7 @@ impl HookRunner for ProcessRunner {
             .arg(if self.trace_environment { "1" } else { "" })
             .args(request.files)
             .process_group(0);
+        self.prepare(&mut command, true);
         let report_fd = write_end.as_raw_fd();
         // SAFETY: between fork and exec this calls only dup2 and fcntl, which are
         // async-signal-safe, on a descriptor that stays open until spawn returns.
