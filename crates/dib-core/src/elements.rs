@@ -175,22 +175,7 @@ pub fn expand<'s>(set: &'s ElementSet, requested: &[&str]) -> Result<Vec<&'s Ele
 /// function, exactly as diskimage-builder prints them.
 pub fn env_output(elements: &[&Element]) -> String {
     let names: Vec<&str> = elements.iter().map(|e| e.name.as_str()).collect();
-    let mut sorted: Vec<&&Element> = elements.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let yaml: String = if sorted.is_empty() {
-        "{}\n".to_owned()
-    } else {
-        sorted
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}: {}\n",
-                    yaml_scalar(&e.name),
-                    yaml_scalar(&e.path.to_string_lossy())
-                )
-            })
-            .collect()
-    };
+    let yaml = element_yaml(elements);
     let array: String = elements
         .iter()
         .map(|e| format!("[{}]={} ", e.name, e.path.display()))
@@ -199,6 +184,25 @@ pub fn env_output(elements: &[&Element]) -> String {
         "export IMAGE_ELEMENT='{}'\nexport IMAGE_ELEMENT_YAML='{yaml}'\nfunction get_image_element_array {{\n  echo \"{array}\"\n}};\nexport -f get_image_element_array;\n",
         names.join(" ")
     )
+}
+
+/// `IMAGE_ELEMENT_YAML`: the name → path mapping as PyYAML's `safe_dump` writes it.
+pub fn element_yaml(elements: &[&Element]) -> String {
+    let mut sorted: Vec<&&Element> = elements.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    if sorted.is_empty() {
+        return "{}\n".to_owned();
+    }
+    sorted
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}\n",
+                yaml_scalar(&e.name),
+                yaml_scalar(&e.path.to_string_lossy())
+            )
+        })
+        .collect()
 }
 
 /// A string as PyYAML's `safe_dump` writes it: plain when it reads back as the same string,

@@ -15,8 +15,10 @@
 //! require loop devices or root-only mounts.
 
 pub mod blockdev;
+pub mod build;
 pub mod elements;
 mod error;
+pub mod image;
 pub mod gpt;
 pub mod mbr;
 pub mod package_installs;
