@@ -156,12 +156,13 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The first partition's byte offset, from sfdisk's JSON dump.
-fn first_partition_offset(raw: &Path) -> u64 {
+/// The last partition's byte offset (the root filesystem in the bundled layouts), from
+/// sfdisk's JSON dump.
+fn root_partition_offset(raw: &Path) -> u64 {
     let json = run_ok(Command::new("sfdisk").arg("--json").arg(raw));
     let start = json
         .split("\"start\":")
-        .nth(1)
+        .last()
         .and_then(|s| s.split([',', '}']).next())
         .map(str::trim)
         .and_then(|s| s.parse::<u64>().ok())
@@ -220,7 +221,7 @@ fn check_outputs(build: &Build) {
     assert!(line.contains(" 0/0 "), "{line}");
 
     // The same tree is in the disk image's root filesystem, with an fstab by label.
-    let offset = first_partition_offset(&raw);
+    let offset = root_partition_offset(&raw);
     assert_eq!(debugfs_cat(&raw, offset, "/etc/dib-demo/phases"), phases);
     let fstab = debugfs_cat(&raw, offset, "/etc/fstab");
     assert_eq!(fstab, "LABEL=cloudimg-rootfs / ext4 defaults 0 1\n");

@@ -556,6 +556,9 @@ pub fn assemble_disk(request: &DiskRequest<'_>) -> Result<crate::blockdev::DiskP
                     sandbox.apply(&mut command);
                 }
                 run_tool(&mut command, &format!("mke2fs for {}", fs.name))?;
+                if let (Some(epoch), Some(dir)) = (&options.source_date_epoch, &subtree) {
+                    settle_inode_times(request.raw, fs.offset, dir, epoch)?;
+                }
             }
             "vfat" => {
                 let mut command = std::process::Command::new("mkfs.fat");
@@ -590,6 +593,51 @@ pub fn assemble_disk(request: &DiskRequest<'_>) -> Result<crate::blockdev::DiskP
         }
     }
     Ok(plan)
+}
+
+/// Sets atime, ctime and crtime of every inode `mke2fs -d` copied from `dir` to `epoch`.
+///
+/// mke2fs 1.47.0 copies them from the source files, where the kernel set ctime to the time
+/// of the build (and reading them moved atime): two builds would differ there. mtimes are
+/// already clamped in the tree. debugfs rewrites the inodes with their checksums.
+fn settle_inode_times(image: &Path, offset: u64, dir: &Path, epoch: &str) -> Result<(), Error> {
+    let device = root_device(dir)?;
+    let mut script = String::new();
+    let mut add = |path: &str| {
+        for field in ["atime", "ctime", "crtime"] {
+            script.push_str(&format!("sif \"{path}\" {field} @{epoch}\n"));
+        }
+    };
+    add("/");
+    let mut skipped = Vec::new();
+    walk_sorted(dir, device, &mut |path, _| {
+        let rel = path.strip_prefix(dir).unwrap_or(path).to_string_lossy();
+        if rel.contains(['"', '\n', '\\']) {
+            skipped.push(rel.into_owned());
+        } else {
+            add(&format!("/{rel}"));
+        }
+        Ok(())
+    })?;
+    let mut commands = tempfile::NamedTempFile::new().map_err(|e| Error::io(image, &e))?;
+    commands
+        .write_all(script.as_bytes())
+        .map_err(|e| Error::io(commands.path(), &e))?;
+    let mut command = std::process::Command::new("debugfs");
+    command
+        .env("E2FSPROGS_FAKE_TIME", epoch)
+        .arg("-w")
+        .arg("-f")
+        .arg(commands.path())
+        .arg(format!("{}?offset={offset}", image.display()));
+    run_tool(&mut command, "debugfs (settling inode times)")?;
+    if !skipped.is_empty() {
+        return Err(Error::Build(format!(
+            "SOURCE_DATE_EPOCH: cannot settle the times of {} (quote or backslash in the name)",
+            skipped.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Moves nested mount points' contents out of a filesystem's subtree for as long as it lives,
