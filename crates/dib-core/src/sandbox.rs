@@ -119,9 +119,15 @@ impl Sandbox {
 
     /// Enters the namespaces and the chroot. Call only in a freshly forked child.
     pub fn enter(&self) -> io::Result<()> {
+        // SAFETY (every block below): raw syscalls on C strings prepared before the fork and
+        // alive as long as `self`; null pointers only where the syscalls allow them.
         match self.privilege {
-            Privilege::Root => check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?,
+            Privilege::Root => {
+                // SAFETY: see above.
+                check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?
+            }
             Privilege::UserNamespace { .. } => {
+                // SAFETY: see above.
                 check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) })?;
                 write_file(c"/proc/self/setgroups", b"deny")?;
                 write_file(c"/proc/self/uid_map", self.uid_map.as_bytes())?;
@@ -129,6 +135,7 @@ impl Sandbox {
             }
         }
         // Nothing we mount may propagate back to the host's namespace.
+        // SAFETY: see above.
         check(unsafe {
             libc::mount(
                 std::ptr::null(),
@@ -139,6 +146,7 @@ impl Sandbox {
             )
         })?;
         for bind in &self.binds {
+            // SAFETY: see above.
             check(unsafe {
                 libc::mount(
                     bind.source.as_ptr(),
@@ -149,6 +157,7 @@ impl Sandbox {
                 )
             })?;
             if bind.read_only {
+                // SAFETY: see above.
                 check(unsafe {
                     libc::mount(
                         std::ptr::null(),
@@ -161,7 +170,9 @@ impl Sandbox {
             }
         }
         if let Some(root) = &self.root {
+            // SAFETY: see above.
             check(unsafe { libc::chroot(root.as_ptr()) })?;
+            // SAFETY: see above.
             check(unsafe { libc::chdir(c"/".as_ptr()) })?;
         }
         Ok(())
