@@ -380,3 +380,53 @@ fn signals_in_every_phase_leave_nothing_behind() {
         assert!(mounts_under(&case).is_empty(), "{phase}: mounts left");
     }
 }
+
+/// package-installs files are squashed with the elements' environment, mapped by pkg-map and
+/// installed in their phase by the image's package manager (here a recording apt-get the
+/// element puts in the tree: host-minimal has no package manager; the debian-minimal test runs
+/// the real one).
+#[test]
+fn package_installs_go_through_the_image_package_manager() {
+    let dir = shared_tempdir();
+    let element = dir.path().join("elements/pkgs");
+    std::fs::create_dir_all(element.join("root.d")).unwrap();
+    std::fs::create_dir_all(element.join("environment.d")).unwrap();
+    std::fs::write(element.join("environment.d/90-distro.bash"), "export DISTRO_NAME=debian\n").unwrap();
+    std::fs::write(
+        element.join("root.d/20-recording-apt"),
+        "#!/bin/bash\nset -eu\nmkdir -p \"$TARGET_ROOT/usr/bin\" \"$TARGET_ROOT/var/lib\"\n\
+         printf '#!/bin/bash\\necho \"$*\" >> /var/lib/apt-calls\\n' > \"$TARGET_ROOT/usr/bin/apt-get\"\n\
+         chmod +x \"$TARGET_ROOT/usr/bin/apt-get\"\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(element.join("root.d/20-recording-apt")).status().unwrap();
+    std::fs::write(
+        element.join("package-installs.yaml"),
+        "vim:\nwget:\n  phase: pre-install.d\ncompiler:\n  build-only: true\nnano:\n  arch: s390x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        element.join("pkg-map"),
+        r#"{"family": {"debian": {"vim": "vim-tiny"}}, "default": {"compiler": "gcc"}}"#,
+    )
+    .unwrap();
+    let mut build = Build::new(dir.path(), &["host-minimal", "pkgs"]);
+    build.extra_elements_path = Some(dir.path().join("elements"));
+    build.types = "tar";
+    build.args.push("-p".into());
+    build.args.push("less,file".into());
+    assert!(build.run().status.success());
+    let calls = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(build.path("tar"))
+            .arg("var/lib/apt-calls"),
+    );
+    assert_eq!(
+        calls,
+        "-y install --no-install-recommends wget\n\
+         -y install --no-install-recommends vim-tiny gcc\n\
+         -y purge gcc\n\
+         -y install --no-install-recommends less file\n"
+    );
+}

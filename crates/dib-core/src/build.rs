@@ -461,6 +461,11 @@ pub struct Builder<'a> {
     hooks: PathBuf,
     root: PathBuf,
     assembly: HookAssembly,
+    /// Packages per chroot phase from the elements' package-installs files, when dib-core
+    /// installs them itself (no `package-installs` element in the build).
+    packages: Option<crate::package_installs::Squashed>,
+    /// `DISTRO_NAME` and `DIB_RELEASE` as the elements' environment.d sets them.
+    distro: Option<(String, Option<String>)>,
 }
 
 impl std::fmt::Debug for Builder<'_> {
@@ -493,6 +498,8 @@ pub fn build(
         hooks: PathBuf::new(),
         root: PathBuf::new(),
         assembly: HookAssembly::default(),
+        packages: None,
+        distro: None,
     };
     let result = builder.run();
     let outputs = match result {
@@ -630,6 +637,7 @@ impl Builder<'_> {
         self.run_phase(phases::ROOT)?;
         self.check_root_deployed()?;
         let resolv = self.step("preparing the chroot", |b| b.swap_resolv_conf())?;
+        self.step("squashing package-installs", |b| b.squash_packages())?;
         for phase in [phases::EXTRA_DATA, phases::PRE_INSTALL, phases::INSTALL] {
             self.run_phase(phase)?;
         }
@@ -782,6 +790,10 @@ impl Builder<'_> {
         self.check_interrupt()?;
         let name = phase.name;
         self.break_point(&format!("before-{name}"), phase.side);
+        let packages_phase = matches!(phase.name, "pre-install" | "install" | "post-install");
+        if packages_phase {
+            self.phase_packages(phase, PackageAction::Install)?;
+        }
         let dir = self.hooks.join(phase.dir_name());
         if dir.is_dir() {
             let env = self.hook_environment(phase);
@@ -860,6 +872,9 @@ impl Builder<'_> {
                 )));
             }
         }
+        if packages_phase {
+            self.phase_packages(phase, PackageAction::Uninstall)?;
+        }
         self.break_point(&format!("after-{name}"), phase.side);
         Ok(())
     }
@@ -902,29 +917,162 @@ impl Builder<'_> {
     }
 
     fn install_packages(&mut self) -> Result<(), Error> {
-        let packages = self.options.packages.join(" ");
+        let packages = self.options.packages.clone();
+        self.step("installing -p packages", |b| {
+            b.package_manager(PackageAction::Install, &packages)
+        })
+    }
+
+    /// Squashes the elements' package-installs files with the environment the elements'
+    /// environment.d files give, and saves the plan as `$TMP_HOOKS_PATH/package-installs.json`
+    /// (what upstream's package-installs element would read). With a `package-installs`
+    /// element in the build, that element does the installing and dib-core only plans.
+    fn squash_packages(&mut self) -> Result<(), Error> {
+        let mut lists = Vec::new();
+        for element in &self.elements {
+            let files = crate::package_installs::read_element(element)?;
+            if !files.is_empty() {
+                lists.push((element.name.clone(), files));
+            }
+        }
+        let env = self.element_environment()?;
+        self.distro = env
+            .get("DISTRO_NAME")
+            .map(|d| (d.clone(), env.get("DIB_RELEASE").cloned()));
+        if lists.is_empty() {
+            return Ok(());
+        }
+        let squashed = crate::package_installs::squash(&lists, &|k| env.get(k).cloned())?;
+        write_atomically(
+            &self.hooks.join("package-installs.json"),
+            squashed.to_json().as_bytes(),
+        )?;
+        if !self.elements.iter().any(|e| e.name == "package-installs") {
+            self.packages = Some(squashed);
+        }
+        Ok(())
+    }
+
+    /// The variables hooks see once the elements' environment.d files are sourced.
+    fn element_environment(&mut self) -> Result<BTreeMap<String, String>, Error> {
+        let base = self.hook_environment(phases::INSTALL);
+        let mut env: BTreeMap<String, String> = base
+            .iter()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .collect();
+        let env_dir = self.hooks.join("environment.d");
+        let files = refresh_config::environment_files(
+            &env_dir,
+            &refresh_config::EnvironmentSource::Directory(env_dir.clone()),
+        )
+        .map_err(|e| Error::Build(format!("environment.d: {e}")))?;
+        if files.is_empty() {
+            return Ok(env);
+        }
+        self.runner.set_base_environment(Some(base));
+        let loaded = self.runner.load_environment(
+            &refresh_config::EnvironmentRequest {
+                files: &files,
+                limit: None,
+            },
+            &mut |_| {},
+        );
+        self.runner.set_base_environment(None);
+        match loaded.map_err(|e| Error::Build(format!("environment.d: {e}")))? {
+            refresh_config::EnvironmentLoad::Loaded(loaded) => {
+                env.extend(loaded.vars.iter().map(|(k, v)| {
+                    (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())
+                }));
+                Ok(env)
+            }
+            refresh_config::EnvironmentLoad::Failed { outcome, file } => Err(Error::Build(format!(
+                "sourcing environment.d{} {outcome}",
+                file.map(|f| format!(" file {}", f.display())).unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Installs (before the phase's hooks) or removes (after them) the packages the elements
+    /// ask for in `phase`, names mapped by each element's pkg-map, where upstream's hooks do.
+    fn phase_packages(&mut self, phase: Phase, action: PackageAction) -> Result<(), Error> {
+        let Some(plan) = self
+            .packages
+            .as_ref()
+            .and_then(|s| s.phases.iter().find(|(p, _)| *p == phase.dir_name()))
+            .map(|(_, plan)| plan.clone())
+        else {
+            return Ok(());
+        };
+        let (wanted, verb) = match action {
+            PackageAction::Install => (&plan.install, "installing"),
+            PackageAction::Uninstall => (&plan.uninstall, "removing"),
+        };
+        let packages = self.map_packages(wanted)?;
+        if packages.is_empty() {
+            return Ok(());
+        }
+        self.step(&format!("{verb} {}.d packages", phase.name), |b| {
+            b.package_manager(action, &packages)
+        })
+    }
+
+    fn map_packages(&self, wanted: &[(String, String)]) -> Result<Vec<String>, Error> {
+        let (distro, release) = self
+            .distro
+            .clone()
+            .unwrap_or_else(|| (String::new(), None));
+        let mut out = Vec::new();
+        for (package, element) in wanted {
+            let map_file = self
+                .elements
+                .iter()
+                .find(|e| e.name == *element)
+                .map(|e| e.path.join("pkg-map"))
+                .filter(|p| p.is_file());
+            match map_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, &e))?;
+                    let map = crate::pkg_map::PkgMap::parse(&text)?;
+                    out.extend(map.map(element, &distro, release.as_deref(), &[package], true)?);
+                }
+                None => out.push(package.clone()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the image's package manager in the chroot: upstream's `install-packages` when the
+    /// image has it, else apt-get or dnf.
+    fn package_manager(&mut self, action: PackageAction, packages: &[String]) -> Result<(), Error> {
+        let list = packages.join(" ");
+        let (install_flag, apt, dnf) = match action {
+            PackageAction::Install => ("", "install --no-install-recommends", "install"),
+            PackageAction::Uninstall => ("-e ", "purge", "remove"),
+        };
         let script = format!(
-            "set -eu\nif command -v install-packages >/dev/null; then install-packages {packages}\n\
-             elif command -v apt-get >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get -y install {packages}\n\
-             elif command -v dnf >/dev/null; then dnf -y install {packages}\n\
+            "set -eu\nif command -v install-packages >/dev/null; then install-packages {install_flag}{list}\n\
+             elif command -v apt-get >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get -y {apt} {list}\n\
+             elif command -v dnf >/dev/null; then dnf -y {dnf} {list}\n\
              else echo 'no package manager (install-packages, apt-get, dnf) in the image' >&2; exit 1; fi\n"
         );
         let env = self.hook_environment(phases::INSTALL);
         let sandbox = Arc::new(self.sandbox()?);
-        self.step("installing -p packages", |_| {
-            let mut command = std::process::Command::new("sh");
-            command.arg("-c").arg(&script).env_clear().envs(env);
-            sandbox.apply(&mut command);
-            let status = command
-                .status()
-                .map_err(|e| Error::Build(format!("installing packages: {e}")))?;
-            if !status.success() {
-                return Err(Error::Build(format!(
-                    "installing packages {packages} in the chroot failed: {status}"
-                )));
-            }
-            Ok(())
-        })
+        let mut command = std::process::Command::new("sh");
+        command.arg("-c").arg(&script).env_clear().envs(env);
+        sandbox.apply(&mut command);
+        let status = command
+            .status()
+            .map_err(|e| Error::Build(format!("running the package manager: {e}")))?;
+        if !status.success() {
+            let verb = match action {
+                PackageAction::Install => "installing",
+                PackageAction::Uninstall => "removing",
+            };
+            return Err(Error::Build(format!(
+                "{verb} packages {list} in the chroot failed: {status}"
+            )));
+        }
+        Ok(())
     }
 
     fn write_outputs(&mut self, disk: &image::DiskConfig) -> Result<Vec<PathBuf>, Error> {
@@ -1017,6 +1165,13 @@ impl Builder<'_> {
         self.event(BuildEvent::Warning(&message));
         Ok(())
     }
+}
+
+/// What the package manager is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PackageAction {
+    Install,
+    Uninstall,
 }
 
 /// What was done to the tree's resolv.conf.
