@@ -31,7 +31,8 @@ struct Args {
     /// Output name without extension.
     #[arg(short = 'o', default_value = "image")]
     output: PathBuf,
-    /// Output types, comma separated: qcow2, raw, tar, tgz, vmdk, vdi, vhdx, qed.
+    /// Output types, comma separated: qcow2, raw, tar, tgz, ramdisk (NAME.initramfs), kernel
+    /// (NAME.vmlinuz + NAME.initrd from the tree's /boot), vmdk, vdi, vhdx, qed.
     #[arg(short = 't', default_value = "qcow2")]
     types: String,
     /// Trace: more of -x, more output (sets DIB_DEBUG_TRACE).

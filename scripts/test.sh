@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # reports in cases, npm fetches the mustache spec suite, dosfstools and mtools build a config
 # drive image for the device-probing test (losetup, blkid: util-linux), systemd's networkd
 # reads the networkd renderer's files, fdisk's sfdisk reads dib-core's partition tables,
-# e2fsprogs (mke2fs -d, debugfs, e2fsck), qemu-utils (qemu-img check/compare), tar and gzip
+# e2fsprogs (mke2fs -d, debugfs, e2fsck), qemu-utils (qemu-img check/compare), tar, gzip and cpio
 # build and check dib-core's images; a python3 that can make venvs (Debian's needs
 # python3-venv) runs the upstream peers.
 installed() {
@@ -18,7 +18,7 @@ installed() {
 }
 missing=()
 for package in bash coreutils util-linux bsdutils python3 npm dosfstools mtools systemd fdisk \
-    e2fsprogs qemu-utils tar gzip; do
+    e2fsprogs qemu-utils tar gzip cpio; do
     installed "$package" || missing+=("$package")
 done
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)

@@ -430,3 +430,43 @@ fn package_installs_go_through_the_image_package_manager() {
          -y install --no-install-recommends less file\n"
     );
 }
+
+/// `-t ramdisk,kernel`: the tree as a gzip'd cpio initramfs that cpio(1) unpacks into a root
+/// one can chroot into, and the newest kernel with its initrd copied out of /boot.
+#[test]
+fn ramdisk_and_kernel_outputs() {
+    let dir = shared_tempdir();
+    let element = dir.path().join("elements/fake-kernel/root.d");
+    std::fs::create_dir_all(&element).unwrap();
+    std::fs::write(
+        element.join("50-kernels"),
+        "#!/bin/bash\nset -eu\nmkdir -p \"$TARGET_ROOT/boot\"\ncd \"$TARGET_ROOT/boot\"\n\
+         echo k9 > vmlinuz-5.10.0-9\necho k10 > vmlinuz-5.10.0-10\necho i10 > initrd.img-5.10.0-10\n\
+         echo i9 > initrd.img-5.10.0-9\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(element.join("50-kernels")).status().unwrap();
+    let mut build = Build::new(dir.path(), &["host-minimal", "demo", "fake-kernel"]);
+    build.extra_elements_path = Some(dir.path().join("elements"));
+    build.types = "ramdisk,kernel";
+    assert!(build.run().status.success());
+    assert_eq!(std::fs::read_to_string(build.path("vmlinuz")).unwrap(), "k10\n");
+    assert_eq!(std::fs::read_to_string(build.path("initrd")).unwrap(), "i10\n");
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let script = format!(
+        "zcat {} | (cd {} && cpio -idm --quiet)",
+        build.path("initramfs").display(),
+        unpacked.display()
+    );
+    run_ok(Command::new("sh").arg("-c").arg(script));
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("etc/dib-demo/greeting")).unwrap(),
+        "hello from dib-core\n"
+    );
+    assert!(unpacked.join("proc").is_dir());
+    if common::is_root() {
+        let out = run_ok(Command::new("chroot").arg(&unpacked).args(["/bin/bash", "-c", "echo ok"]));
+        assert_eq!(out, "ok\n");
+    }
+}

@@ -27,6 +27,10 @@ pub enum OutputType {
     Qcow2,
     Tar,
     Tgz,
+    /// The tree as an initramfs (`NAME.initramfs`, gzip'd cpio newc).
+    Ramdisk,
+    /// The tree's newest kernel and initrd copied out (`NAME.vmlinuz`, `NAME.initrd`).
+    Kernel,
     /// Another format `qemu-img convert` writes (vmdk, vdi, vhdx, …).
     QemuImg(String),
 }
@@ -38,10 +42,12 @@ impl OutputType {
             "qcow2" => OutputType::Qcow2,
             "tar" => OutputType::Tar,
             "tgz" => OutputType::Tgz,
+            "ramdisk" | "initramfs" => OutputType::Ramdisk,
+            "kernel" => OutputType::Kernel,
             "vmdk" | "vdi" | "vhdx" | "qed" => OutputType::QemuImg(name.trim().to_owned()),
             other => {
                 return Err(Error::Build(format!(
-                    "output type {other:?} is not supported (raw, qcow2, tar, tgz, vmdk, vdi, vhdx, qed)"
+                    "output type {other:?} is not supported (raw, qcow2, tar, tgz, ramdisk, kernel, vmdk, vdi, vhdx, qed)"
                 )))
             }
         })
@@ -53,13 +59,18 @@ impl OutputType {
             OutputType::Qcow2 => "qcow2",
             OutputType::Tar => "tar",
             OutputType::Tgz => "tgz",
+            OutputType::Ramdisk => "initramfs",
+            OutputType::Kernel => "vmlinuz",
             OutputType::QemuImg(format) => format,
         }
     }
 
     /// Whether this output needs the disk image (not just the tree).
     pub fn needs_disk(&self) -> bool {
-        !matches!(self, OutputType::Tar | OutputType::Tgz)
+        !matches!(
+            self,
+            OutputType::Tar | OutputType::Tgz | OutputType::Ramdisk | OutputType::Kernel
+        )
     }
 }
 
@@ -1090,11 +1101,16 @@ impl Builder<'_> {
         for kind in options.types.iter().filter(|t| !t.needs_disk()) {
             let path = base.with_extension(kind.extension());
             let root = self.root.clone();
-            self.step(&format!("writing {}", kind.extension()), |b| {
+            let written = self.step(&format!("writing {}", kind.extension()), |b| {
                 b.set_aside(&path)?;
-                image::write_tar(&root, &path, *kind == OutputType::Tgz, epoch, owner)
+                match kind {
+                    OutputType::Ramdisk => image::write_initramfs(&root, &path, epoch, owner)?,
+                    OutputType::Kernel => return image::extract_kernel(&root, &base),
+                    _ => image::write_tar(&root, &path, *kind == OutputType::Tgz, epoch, owner)?,
+                }
+                Ok(vec![path.clone()])
             })?;
-            outputs.push(path);
+            outputs.extend(written);
         }
         if options.types.iter().any(OutputType::needs_disk) {
             let image_dir = self

@@ -246,6 +246,193 @@ pub fn write_tar(
     Ok(())
 }
 
+/// Writes the tree as a gzip'd cpio archive in the kernel's `newc` format: an initramfs.
+/// Entries in byte order, `/proc` and `/sys` kept as empty folders (the kernel mounts on
+/// them), numeric owners (`owner` written as 0), mtimes clamped to `epoch`, inode numbers
+/// counted from 1, hard links stored as separate files; a gzip header with no name or time.
+pub fn write_initramfs(
+    root: &Path,
+    output: &Path,
+    epoch: Option<i64>,
+    owner: Option<(u32, u32)>,
+) -> Result<(), Error> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, &e))?;
+    crate::build::use_default_mode(temp.as_file(), output)?;
+    let file = BufWriter::with_capacity(
+        1 << 20,
+        temp.as_file().try_clone().map_err(|e| Error::io(output, &e))?,
+    );
+    let mut sink = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(file, flate2::Compression::new(6));
+    let device = root_device(root)?;
+    let mut ino = 0u32;
+    let mut written = 0u64;
+    let map_id = |id: u32, ours: Option<u32>| if Some(id) == ours { 0 } else { id };
+    let mut entry = |name: &str, meta: &std::fs::Metadata, data: &[u8], sink: &mut dyn Write| {
+        ino += 1;
+        let mtime = epoch.map_or(meta.mtime(), |e| meta.mtime().min(e)).max(0) as u32;
+        let rdev = meta.rdev();
+        let fields = [
+            ino,
+            meta.mode(),
+            map_id(meta.uid(), owner.map(|o| o.0)),
+            map_id(meta.gid(), owner.map(|o| o.1)),
+            if meta.is_dir() { 2 } else { 1 },
+            mtime,
+            data.len() as u32,
+            0,
+            0,
+            libc::major(rdev),
+            libc::minor(rdev),
+            (name.len() + 1) as u32,
+            0,
+        ];
+        let mut header = String::from("070701");
+        for field in fields {
+            header.push_str(&format!("{field:08X}"));
+        }
+        let mut block = header.into_bytes();
+        block.extend_from_slice(name.as_bytes());
+        block.push(0);
+        while block.len() % 4 != 0 {
+            block.push(0);
+        }
+        block.extend_from_slice(data);
+        while block.len() % 4 != 0 {
+            block.push(0);
+        }
+        written += block.len() as u64;
+        sink.write_all(&block)
+    };
+    let root_meta = std::fs::symlink_metadata(root).map_err(|e| Error::io(root, &e))?;
+    entry(".", &root_meta, &[], &mut sink).map_err(|e| Error::io(output, &e))?;
+    walk_sorted(root, device, &mut |path, meta| {
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let inside_virtual = rel.starts_with("proc") || rel.starts_with("sys");
+        if inside_virtual && rel != Path::new("proc") && rel != Path::new("sys") {
+            return Ok(());
+        }
+        let name = rel.to_string_lossy();
+        let kind = meta.file_type();
+        let data = if kind.is_file() {
+            std::fs::read(path).map_err(|e| Error::io(path, &e))?
+        } else if kind.is_symlink() {
+            use std::os::unix::ffi::OsStrExt;
+            std::fs::read_link(path)
+                .map_err(|e| Error::io(path, &e))?
+                .as_os_str()
+                .as_bytes()
+                .to_vec()
+        } else if kind.is_socket() {
+            return Ok(());
+        } else {
+            Vec::new()
+        };
+        entry(&name, meta, &data, &mut sink).map_err(|e| Error::io(path, &e))
+    })?;
+    let mut block = String::from("070701");
+    for field in [0u32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0] {
+        block.push_str(&format!("{field:08X}"));
+    }
+    let mut block = block.into_bytes();
+    block.extend_from_slice(b"TRAILER!!!\0");
+    while (written + block.len() as u64) % 4 != 0 {
+        block.push(0);
+    }
+    // Pad the archive to 512 bytes, as cpio(1) does.
+    while (written + block.len() as u64) % 512 != 0 {
+        block.push(0);
+    }
+    sink.write_all(&block).map_err(|e| Error::io(output, &e))?;
+    let mut file = sink.finish().map_err(|e| Error::io(output, &e))?;
+    file.flush().map_err(|e| Error::io(output, &e))?;
+    drop(file);
+    temp.as_file().sync_all().map_err(|e| Error::io(output, &e))?;
+    temp.persist(output).map_err(|e| Error::io(output, &e.error))?;
+    Ok(())
+}
+
+/// The newest kernel and its initrd in the tree's `/boot` (`vmlinuz-<version>`,
+/// `initrd.img-<version>` or `initramfs-<version>.img`), copied out next to the outputs as
+/// `NAME.vmlinuz` and `NAME.initrd`, as upstream's baremetal element extracts them.
+pub fn extract_kernel(root: &Path, base: &Path) -> Result<Vec<PathBuf>, Error> {
+    let boot = root.join("boot");
+    let mut kernels: Vec<String> = std::fs::read_dir(&boot)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| n.starts_with("vmlinuz-") || n.starts_with("vmlinux-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    kernels.sort_by(|a, b| version_order(&a[8..], &b[8..]));
+    let Some(kernel) = kernels.last() else {
+        return Err(Error::Build(format!(
+            "no kernel in {} (vmlinuz-<version>): the image has nothing to boot from a ramdisk",
+            boot.display()
+        )));
+    };
+    let version = &kernel[8..];
+    let initrd = [
+        format!("initrd.img-{version}"),
+        format!("initramfs-{version}.img"),
+        format!("initrd-{version}"),
+    ]
+    .into_iter()
+    .map(|n| boot.join(n))
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        Error::Build(format!(
+            "no initrd for kernel {kernel} in {} (initrd.img-{version} or initramfs-{version}.img)",
+            boot.display()
+        ))
+    })?;
+    let mut written = Vec::new();
+    for (from, ext) in [(boot.join(kernel), "vmlinuz"), (initrd, "initrd")] {
+        let to = base.with_extension(ext);
+        let data = std::fs::read(&from).map_err(|e| Error::io(&from, &e))?;
+        crate::build::write_atomically(&to, &data)?;
+        written.push(to);
+    }
+    Ok(written)
+}
+
+/// Orders kernel versions as dpkg roughly does: numeric runs by value, the rest bytewise.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| -> Vec<(bool, String)> {
+        let mut parts: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let digit = c.is_ascii_digit();
+            match parts.last_mut() {
+                Some((d, part)) if *d == digit => part.push(c),
+                _ => parts.push((digit, c.to_string())),
+            }
+        }
+        parts
+    };
+    let (a, b) = (split(a), split(b));
+    for (x, y) in a.iter().zip(&b) {
+        let ordering = match (x.0, y.0) {
+            (true, true) => x
+                .1
+                .parse::<u64>()
+                .unwrap_or(0)
+                .cmp(&y.1.parse::<u64>().unwrap_or(0)),
+            _ => x.1.cmp(&y.1),
+        };
+        if ordering.is_ne() {
+            return ordering;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Produces one disk output from the raw image: qcow2 in Rust, other formats through
 /// `qemu-img convert`, raw by moving (or copying across file systems) the file itself.
 pub fn convert(raw: &Path, output: &Path, kind: &OutputType, options: &BuildOptions) -> Result<(), Error> {
@@ -273,7 +460,7 @@ pub fn convert(raw: &Path, output: &Path, kind: &OutputType, options: &BuildOpti
             run_tool(&mut command, "qemu-img convert")?;
             std::fs::rename(&temp, output).map_err(|e| Error::io(output, &e))
         }
-        OutputType::Tar | OutputType::Tgz => Err(Error::Build(format!(
+        OutputType::Tar | OutputType::Tgz | OutputType::Ramdisk | OutputType::Kernel => Err(Error::Build(format!(
             "{} is written from the tree, not the disk",
             output.display()
         ))),
