@@ -10,15 +10,16 @@ cd "$(dirname "$0")/.."
 # reports in cases, npm fetches the mustache spec suite, dosfstools and mtools build a config
 # drive image for the device-probing test (losetup, blkid: util-linux), systemd's networkd
 # reads the networkd renderer's files, fdisk's sfdisk reads dib-core's partition tables,
-# e2fsprogs (mke2fs -d, debugfs, e2fsck), qemu-utils (qemu-img check/compare), tar, gzip and cpio
-# build and check dib-core's images; a python3 that can make venvs (Debian's needs
-# python3-venv) runs the upstream peers.
+# e2fsprogs (mke2fs -d, debugfs, e2fsck), qemu-utils (qemu-img check/compare), tar, gzip and
+# cpio build and check dib-core's images, mmdebstrap bootstraps the debian-minimal element
+# (from Debian's mirror); a python3 that can make venvs (Debian's needs python3-venv) runs the
+# upstream peers.
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed' || command -v "$1" >/dev/null
 }
 missing=()
 for package in bash coreutils util-linux bsdutils python3 npm dosfstools mtools systemd fdisk \
-    e2fsprogs qemu-utils tar gzip cpio; do
+    e2fsprogs qemu-utils tar gzip cpio mmdebstrap; do
     installed "$package" || missing+=("$package")
 done
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)

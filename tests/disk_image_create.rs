@@ -470,3 +470,145 @@ fn ramdisk_and_kernel_outputs() {
         assert_eq!(out, "ok\n");
     }
 }
+
+/// The bundled debian-minimal element for real: mmdebstrap from Debian's mirror, then `-p`
+/// installed by the image's own apt-get in the chroot (package lists fetched first, cleaned
+/// in finalise).
+#[test]
+fn debian_minimal_with_a_package() {
+    if !common::is_root() {
+        eprintln!("SKIP: needs root (the test command runs as root)");
+        return;
+    }
+    if Command::new("mmdebstrap").arg("--version").output().is_err() {
+        panic!("mmdebstrap is missing: scripts/test.sh installs it");
+    }
+    let dir = shared_tempdir();
+    let mut build = Build::new(dir.path(), &["debian-minimal"]);
+    build.types = "tar";
+    build.args.extend(["-p".to_owned(), "less".to_owned()]);
+    assert!(build.run().status.success());
+    let tar = build.path("tar");
+    let release = run_ok(Command::new("tar").arg("-xOf").arg(&tar).arg("usr/lib/os-release"));
+    assert!(release.contains("ID=debian"), "{release}");
+    let status = run_ok(Command::new("tar").arg("-xOf").arg(&tar).arg("var/lib/dpkg/status"));
+    assert!(status.contains("Package: less\nStatus: install ok installed"), "less not installed");
+    let listing = run_ok(Command::new("tar").arg("-tf").arg(&tar));
+    assert!(
+        !listing.lines().any(|l| l.starts_with("var/lib/apt/lists/") && l.ends_with("_Packages")),
+        "package lists left in the image"
+    );
+    assert_no_work_dirs(&build.tmp);
+}
+
+/// An EFI layout (GPT: vfat ESP at /boot/efi, BIOS boot, ext4 root) from
+/// `DIB_BLOCK_DEVICE_CONFIG=file://…`: the ESP is made by mkfs.fat at its offset and filled
+/// by mcopy, the root filesystem holds /boot/efi only as an empty folder, fstab has both by
+/// label; `--checksum` files verify with md5sum/sha256sum, and the tgz lists the tree.
+#[test]
+fn efi_layout_checksums_and_tgz() {
+    let dir = shared_tempdir();
+    let element = dir.path().join("elements/efi-files/root.d");
+    std::fs::create_dir_all(&element).unwrap();
+    std::fs::write(
+        element.join("50-efi"),
+        "#!/bin/bash\nset -eu\nmkdir -p \"$TARGET_ROOT/boot/efi/EFI/BOOT\"\n\
+         echo not-really-grub > \"$TARGET_ROOT/boot/efi/EFI/BOOT/BOOTX64.EFI\"\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(element.join("50-efi")).status().unwrap();
+    let config = dir.path().join("efi.yaml");
+    std::fs::write(&config, dib_core::blockdev::layouts::EFI).unwrap();
+    let mut build = Build::new(dir.path(), &["host-minimal", "demo", "efi-files"]);
+    build.extra_elements_path = Some(dir.path().join("elements"));
+    build.types = "raw,tgz";
+    build.env.push(("DIB_BLOCK_DEVICE_CONFIG".into(), format!("file://{}", config.display())));
+    build.args.extend(["--image-size".into(), "1".into(), "--checksum".into()]);
+    assert!(build.run().status.success());
+    let raw = build.path("raw");
+
+    let json = run_ok(Command::new("sfdisk").arg("--json").arg(&raw));
+    let starts: Vec<u64> = json
+        .split("\"start\":")
+        .skip(1)
+        .map(|s| s.split([',', '}']).next().unwrap().trim().parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 3, "{json}");
+    let esp = starts[0] * 512;
+    let efi_file = run_ok(
+        Command::new("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(format!("{}@@{esp}", raw.display()))
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    );
+    assert_eq!(efi_file, "not-really-grub\n");
+    let label = run_ok(Command::new("blkid").args(["-o", "value", "-s", "LABEL", "-p", "-O"]).arg(esp.to_string()).arg(&raw));
+    assert_eq!(label.trim(), "MKFS_ESP");
+
+    let root = starts[2] * 512;
+    assert_eq!(
+        debugfs_cat(&raw, root, "/etc/fstab"),
+        "LABEL=cloudimg-rootfs / ext4 defaults 0 1\nLABEL=MKFS_ESP /boot/efi vfat defaults 0 2\n"
+    );
+    let efi_dir = run_ok(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg("ls -p /boot/efi")
+            .arg(format!("{}?offset={root}", raw.display())),
+    );
+    assert!(!efi_dir.contains("EFI"), "/boot/efi of the root filesystem is not empty: {efi_dir}");
+    // The tree itself was put back after the root filesystem was made.
+    let listing = run_ok(Command::new("tar").arg("-tzf").arg(build.path("tgz")));
+    assert!(listing.contains("boot/efi/EFI/BOOT/BOOTX64.EFI"), "{listing}");
+
+    let out = build.output.parent().unwrap();
+    for (tool, ext) in [("md5sum", "md5"), ("sha256sum", "sha256")] {
+        for output in ["raw", "tgz"] {
+            run_ok(
+                Command::new(tool)
+                    .arg("-c")
+                    .arg(format!("demo.{output}.{ext}"))
+                    .current_dir(out),
+            );
+        }
+    }
+}
+
+/// Not enough room in TMP_DIR (a 20 MiB tmpfs in a private mount namespace): one clear error
+/// naming the folder and the sizes, before any hook runs, and nothing left there.
+#[test]
+fn preflight_space_check_names_folder_and_sizes() {
+    if !common::is_root() {
+        eprintln!("SKIP: needs root to mount a small tmpfs in a private namespace");
+        return;
+    }
+    let dir = shared_tempdir();
+    let build = Build::new(dir.path(), &["host-minimal", "demo"]);
+    std::fs::create_dir_all(build.output.parent().unwrap()).unwrap();
+    let inner = build.command();
+    let mut script = format!(
+        "mount -t tmpfs -o size=20m tmpfs {} && exec",
+        build.tmp.display()
+    );
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            script.push_str(&format!(" {}='{}'", k.to_string_lossy(), v.to_string_lossy()));
+        }
+    }
+    script.push_str(&format!(" {}", inner.get_program().to_string_lossy()));
+    for arg in inner.get_args() {
+        script.push_str(&format!(" '{}'", arg.to_string_lossy()));
+    }
+    let output = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(script.replacen("&& exec", "&& exec env -i", 1))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let expected = format!("not enough space in {}: need 64 MiB, have ", build.tmp.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains(" MiB (build folder)"), "{stderr}");
+    assert!(!stderr.contains("root.d"), "a hook ran: {stderr}");
+}

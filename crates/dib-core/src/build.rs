@@ -1056,13 +1056,16 @@ impl Builder<'_> {
     /// image has it, else apt-get or dnf.
     fn package_manager(&mut self, action: PackageAction, packages: &[String]) -> Result<(), Error> {
         let list = packages.join(" ");
-        let (install_flag, apt, dnf) = match action {
-            PackageAction::Install => ("", "install --no-install-recommends", "install"),
-            PackageAction::Uninstall => ("-e ", "purge", "remove"),
+        // Bootstrappers leave no package lists behind: fetch them before the first install.
+        let (install_flag, apt, dnf, update) = match action {
+            PackageAction::Install => ("", "install --no-install-recommends", "install", "yes"),
+            PackageAction::Uninstall => ("-e ", "purge", "remove", "no"),
         };
         let script = format!(
             "set -eu\nif command -v install-packages >/dev/null; then install-packages {install_flag}{list}\n\
-             elif command -v apt-get >/dev/null; then DEBIAN_FRONTEND=noninteractive apt-get -y {apt} {list}\n\
+             elif command -v apt-get >/dev/null; then export DEBIAN_FRONTEND=noninteractive\n\
+             if [ {update} = yes ] && ! ls /var/lib/apt/lists/ 2>/dev/null | grep -q _Packages; then apt-get -y update; fi\n\
+             apt-get -y {apt} {list}\n\
              elif command -v dnf >/dev/null; then dnf -y {dnf} {list}\n\
              else echo 'no package manager (install-packages, apt-get, dnf) in the image' >&2; exit 1; fi\n"
         );
