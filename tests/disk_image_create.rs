@@ -147,6 +147,16 @@ fn assert_no_work_dirs(tmp: &Path) {
     assert!(left.is_empty(), "left behind in {}: {left:?}", tmp.display());
 }
 
+/// Loop devices backed by a file under `dir` (dib-core never makes one).
+fn loops_under(dir: &Path) -> Vec<String> {
+    let output = Command::new("losetup").arg("-a").output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.contains(&*dir.to_string_lossy()))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn mounts_under(dir: &Path) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -378,6 +388,7 @@ fn signals_in_every_phase_leave_nothing_behind() {
         let _ = std::fs::remove_file(&host_marker);
         assert_no_work_dirs(&build.tmp);
         assert!(mounts_under(&case).is_empty(), "{phase}: mounts left");
+        assert!(loops_under(&case).is_empty(), "{phase}: loop devices left");
     }
 }
 
@@ -611,4 +622,28 @@ fn preflight_space_check_names_folder_and_sizes() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains(" MiB (build folder)"), "{stderr}");
     assert!(!stderr.contains("root.d"), "a hook ran: {stderr}");
+}
+
+/// `break=` points open `break_cmd` on the host at the named points (here each leaves a
+/// marker with the phase's view of the tree), and the build then goes on.
+#[test]
+fn break_points_run_break_cmd_and_continue() {
+    let dir = shared_tempdir();
+    let mut build = Build::new(dir.path(), &["host-minimal", "demo"]);
+    build.types = "tar";
+    let log = dir.path().join("breaks.log");
+    build.env.push(("break".into(), "before-root, after-post-root,after-cleanup".into()));
+    build.env.push((
+        "break_cmd".into(),
+        format!("ls \"$TMP_MOUNT_PATH\" | wc -l >> {}", log.display()),
+    ));
+    assert!(build.run().status.success());
+    let counts: Vec<u32> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert_eq!(counts[0], 0, "before-root sees an empty tree");
+    assert!(counts[1] > 5 && counts[2] == counts[1], "{counts:?}");
 }
