@@ -39,7 +39,9 @@ fn tree(root: &Path, files: usize) {
     for i in 0..files {
         let dir = root.join(format!("usr/share/d{:02}", i % 20));
         fs::create_dir_all(&dir).expect("mkdir");
-        let body: String = (0..(i % 50 + 1)).map(|j| format!("line {j} of file {i}\n")).collect();
+        let body: String = (0..(i % 50 + 1))
+            .map(|j| format!("line {j} of file {i}\n"))
+            .collect();
         fs::write(dir.join(format!("f{i}")), body).expect("write");
     }
 }
@@ -81,11 +83,14 @@ fn raw_image(path: &Path) {
     let mut file = fs::File::create(path).expect("raw");
     file.set_len(64 << 20).expect("size");
     let chunk: Vec<u8> = (0..(1 << 20))
-        .map(|i: u32| b"abcdefghij klmnop qrstuvwxyz\n"[(i.wrapping_mul(2654435761) >> 27) as usize % 29])
+        .map(|i: u32| {
+            b"abcdefghij klmnop qrstuvwxyz\n"[(i.wrapping_mul(2654435761) >> 27) as usize % 29]
+        })
         .collect();
     for i in 0..24u64 {
         use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(i * (5 << 19))).expect("seek");
+        file.seek(std::io::SeekFrom::Start(i * (5 << 19)))
+            .expect("seek");
         file.write_all(&chunk).expect("write");
     }
 }
@@ -98,7 +103,11 @@ fn qcow2(c: &mut Criterion) {
     let mut group = c.benchmark_group("raw to qcow2, 64 MiB with 24 MiB of data");
     group.sample_size(10);
     for compress in [false, true] {
-        let label = if compress { "compressed" } else { "uncompressed" };
+        let label = if compress {
+            "compressed"
+        } else {
+            "uncompressed"
+        };
         group.bench_function(format!("dib-core {label}"), |b| {
             let options = Qcow2Options {
                 compress,

@@ -138,7 +138,10 @@ fn options(args: &Args) -> anyhow::Result<BuildOptions> {
         .map(str::to_owned)
         .collect();
     options.checksum = args.checksum || env.get("DIB_CHECKSUM").is_some_and(|v| v != "0");
-    let image_size = args.image_size.clone().or_else(|| env.get("DIB_IMAGE_SIZE").cloned());
+    let image_size = args
+        .image_size
+        .clone()
+        .or_else(|| env.get("DIB_IMAGE_SIZE").cloned());
     options.image_size = image_size
         .map(|s| parse_size(&s, 1 << 30, "--image-size"))
         .transpose()?;
@@ -184,7 +187,9 @@ fn options(args: &Args) -> anyhow::Result<BuildOptions> {
         .unwrap_or_default();
     options.break_cmd = env.get("break_cmd").cloned();
     options.block_device_config = env.get("DIB_BLOCK_DEVICE_CONFIG").cloned();
-    options.overwrite = env.get("OVERWRITE_OLD_IMAGE").is_some_and(|v| !v.is_empty());
+    options.overwrite = env
+        .get("OVERWRITE_OLD_IMAGE")
+        .is_some_and(|v| !v.is_empty());
     let mut env = env;
     if let Some(opts) = &args.qemu_img_options {
         env.insert("DIB_QEMU_IMG_OPTIONS".into(), opts.clone());
@@ -216,15 +221,32 @@ fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--docker-target: the docker output type is not supported by dib-core");
     }
     if args.min_tmpfs.is_some() || args.no_tmpfs || args.ramdisk_element.is_some() || args.clear {
-        info!("--min-tmpfs, --no-tmpfs, --ramdisk-element and -c are accepted and have no effect: dib-core mounts no tmpfs and always builds the hooks' environment from scratch");
+        info!(
+            "--min-tmpfs, --no-tmpfs, --ramdisk-element and -c are accepted and have no effect: dib-core mounts no tmpfs and always builds the hooks' environment from scratch"
+        );
     }
     if args.dry_run {
         let plan = build::dry_run(&options)?;
-        print!("{}", plan.render());
+        use std::io::Write as _;
+        std::io::stdout().write_all(plan.render().as_bytes())?;
         return Ok(());
     }
     let signals = SignalPipe::install(&FORWARDED_SIGNALS).context("installing signal handlers")?;
-    let runner = ProcessRunner::new().forward_signals(signals);
+    // environment.d files are sourced under xtrace only with -x: the trace repeats for every
+    // phase and buries the build's own lines.
+    let mut runner = ProcessRunner::new()
+        .forward_signals(signals)
+        .trace_environment(args.trace > 0);
+    if let Some(path) = &args.logfile {
+        // Hooks' output goes to the log too, each line labelled with its phase and hook.
+        let open = || {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--logfile {}", path.display()))
+        };
+        runner = runner.relay_output(Box::new(open()?), Box::new(open()?));
+    }
     let bar = progress(args.logfile.is_some());
     let mut on_event = |event: &BuildEvent<'_>| match event {
         BuildEvent::Step(step) => {
@@ -250,7 +272,17 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let report = build::build(&options, runner, &mut on_event);
     bar.finish_and_clear();
     let report = report?;
-    eprint!("{}", report.timing_table());
+    match &args.logfile {
+        Some(path) => {
+            use std::io::Write as _;
+            let mut log = std::fs::OpenOptions::new().append(true).open(path)?;
+            log.write_all(report.timing_table().as_bytes())?;
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stderr().write_all(report.timing_table().as_bytes())?;
+        }
+    }
     info!("Build completed successfully");
     Ok(())
 }
@@ -258,21 +290,28 @@ fn run(args: &Args) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let log_file = match &args.logfile {
-        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             Ok(file) => Some(file),
             Err(e) => {
-                eprintln!("disk-image-create: --logfile {}: {e}", path.display());
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "disk-image-create: --logfile {}: {e}",
+                    path.display()
+                );
                 return ExitCode::FAILURE;
             }
         },
         None => None,
     };
-    let level = if args.logfile.is_some() {
-        Level::ERROR
-    } else {
-        Level::INFO
-    };
-    logging::init_with_file("disk-image-create", level, log_file);
+    match log_file {
+        Some(file) => logging::init_quiet_with_file("disk-image-create", Level::INFO, file),
+        None => logging::init("disk-image-create", Level::INFO),
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -55,6 +55,33 @@ pub fn init_with_file(program: &'static str, level: Level, log_file: Option<std:
     }
 }
 
+/// Logging for `--logfile` runs: only errors on stderr, everything from `level` up appended
+/// to `log_file`, as upstream's quiet-with-logfile mode does.
+pub fn init_quiet_with_file(program: &'static str, level: Level, log_file: std::fs::File) {
+    use tracing_subscriber::Layer as _;
+    // SAFETY: as in `init`.
+    unsafe { tzset() };
+    let format = || UpstreamFormat {
+        style: Style::Python { program },
+    };
+    let terminal = tracing_subscriber::fmt::layer()
+        .event_format(format())
+        .with_writer(std::io::stderr)
+        .with_filter(Targets::new().with_default(Level::ERROR));
+    let file = tracing_subscriber::fmt::layer()
+        .event_format(format())
+        .with_writer(std::sync::Arc::new(log_file))
+        .with_filter(
+            Targets::new()
+                .with_target(RUN_PARTS, Level::INFO)
+                .with_default(level),
+        );
+    tracing_subscriber::registry()
+        .with(terminal)
+        .with(file)
+        .init();
+}
+
 /// Installs os-apply-config's logger: `[2024/01/31 12:00:00 PM] [INFO] message` on stderr
 /// and, when `log_file` is given, appended there too.
 pub fn init_apply_config(level: Level, log_file: Option<std::fs::File>) {

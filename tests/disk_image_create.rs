@@ -144,7 +144,11 @@ fn assert_no_work_dirs(tmp: &Path) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("dib_"))
         .collect();
-    assert!(left.is_empty(), "left behind in {}: {left:?}", tmp.display());
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        tmp.display()
+    );
 }
 
 /// Loop devices backed by a file under `dir` (dib-core never makes one).
@@ -191,14 +195,22 @@ fn debugfs_cat(raw: &Path, offset: u64, file: &str) -> String {
 
 fn check_outputs(build: &Build) {
     let (qcow2, raw, tar) = (build.path("qcow2"), build.path("raw"), build.path("tar"));
-    run_ok(Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&qcow2));
+    run_ok(
+        Command::new("qemu-img")
+            .args(["check", "-f", "qcow2"])
+            .arg(&qcow2),
+    );
     run_ok(
         Command::new("qemu-img")
             .args(["compare", "-f", "raw", "-F", "qcow2"])
             .arg(&raw)
             .arg(&qcow2),
     );
-    let info = run_ok(Command::new("qemu-img").args(["info", "--output=json"]).arg(&qcow2));
+    let info = run_ok(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(&qcow2),
+    );
     assert!(info.contains("\"compression-type\": \"zlib\""), "{info}");
 
     // Every phase ran, on its side, in order.
@@ -223,7 +235,12 @@ fn check_outputs(build: &Build) {
     );
     assert_eq!(greeting, "hello from dib-core\n");
     // Owned by root in the archive, also when built without root.
-    let owners = run_ok(Command::new("tar").arg("--numeric-owner").arg("-tvf").arg(&tar));
+    let owners = run_ok(
+        Command::new("tar")
+            .arg("--numeric-owner")
+            .arg("-tvf")
+            .arg(&tar),
+    );
     let line = owners
         .lines()
         .find(|l| l.ends_with("etc/dib-demo/phases"))
@@ -283,9 +300,14 @@ fn same_source_date_epoch_gives_identical_images() {
     let dir = shared_tempdir();
     let mut digests = Vec::new();
     for round in 0..2 {
-        let mut build = Build::new(&dir.path().join(format!("r{round}")), &["host-minimal", "demo", "block-device-mbr"]);
+        let mut build = Build::new(
+            &dir.path().join(format!("r{round}")),
+            &["host-minimal", "demo", "block-device-mbr"],
+        );
         build.output = dir.path().join(format!("out{round}/demo"));
-        build.env.push(("SOURCE_DATE_EPOCH".into(), "1700000000".into()));
+        build
+            .env
+            .push(("SOURCE_DATE_EPOCH".into(), "1700000000".into()));
         assert!(build.run().status.success());
         let mut files = Vec::new();
         for ext in ["raw", "qcow2", "tar"] {
@@ -296,7 +318,10 @@ fn same_source_date_epoch_gives_identical_images() {
         std::thread::sleep(Duration::from_millis(1100));
     }
     for (i, ext) in ["raw", "qcow2", "tar"].iter().enumerate() {
-        assert!(digests[0][i] == digests[1][i], "{ext} differs between two builds");
+        assert!(
+            digests[0][i] == digests[1][i],
+            "{ext} differs between two builds"
+        );
     }
 }
 
@@ -309,7 +334,10 @@ fn dry_run_prints_elements_hooks_and_block_device_order() {
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("elements:\n  base "), "{text}");
-    assert!(text.contains("  install.d:\n    50-demo-install (demo)\n"), "{text}");
+    assert!(
+        text.contains("  install.d:\n    50-demo-install (demo)\n"),
+        "{text}"
+    );
     assert!(text.contains("block-device:\n  image0\n"), "{text}");
     assert!(!build.output.parent().unwrap().join("demo.qcow2").exists());
     assert_no_work_dirs(&build.tmp);
@@ -321,7 +349,11 @@ fn a_failing_hook_names_phase_and_element_and_cleans_up() {
     let extra = dir.path().join("elements/broken/install.d");
     std::fs::create_dir_all(&extra).unwrap();
     std::fs::write(extra.join("10-fail"), "#!/bin/sh\nexit 3\n").unwrap();
-    Command::new("chmod").arg("+x").arg(extra.join("10-fail")).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(extra.join("10-fail"))
+        .status()
+        .unwrap();
     let mut build = Build::new(dir.path(), &["host-minimal", "broken"]);
     build.extra_elements_path = Some(dir.path().join("elements"));
     if !common::is_root() {
@@ -347,8 +379,16 @@ fn signals_in_every_phase_leave_nothing_behind() {
         return;
     }
     let phases = [
-        "root", "extra-data", "pre-install", "install", "post-install", "post-root",
-        "block-device", "pre-finalise", "finalise", "cleanup",
+        "root",
+        "extra-data",
+        "pre-install",
+        "install",
+        "post-install",
+        "post-root",
+        "block-device",
+        "pre-finalise",
+        "finalise",
+        "cleanup",
     ];
     let dir = shared_tempdir();
     for (i, phase) in phases.iter().enumerate() {
@@ -366,7 +406,11 @@ fn signals_in_every_phase_leave_nothing_behind() {
             marker.display()
         );
         std::fs::write(hooks.join("50-sleep"), script).unwrap();
-        Command::new("chmod").arg("+x").arg(hooks.join("50-sleep")).status().unwrap();
+        Command::new("chmod")
+            .arg("+x")
+            .arg(hooks.join("50-sleep"))
+            .status()
+            .unwrap();
         let mut build = Build::new(&case, &["host-minimal", "sleepy", "block-device-mbr"]);
         build.extra_elements_path = Some(case.join("elements"));
         std::fs::create_dir_all(build.output.parent().unwrap()).unwrap();
@@ -374,17 +418,27 @@ fn signals_in_every_phase_leave_nothing_behind() {
         let started = Instant::now();
         let host_marker = PathBuf::from(&inside_marker);
         while !marker.exists() && !host_marker.exists() {
-            assert!(started.elapsed() < Duration::from_secs(120), "{phase}.d never started");
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{phase}.d never started"
+            );
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("build ended before {phase}.d ran: {status}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let signal = if i % 2 == 0 { libc::SIGTERM } else { libc::SIGINT };
+        let signal = if i % 2 == 0 {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        };
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().unwrap();
-        assert!(!status.success(), "{phase}: the build succeeded despite the signal");
+        assert!(
+            !status.success(),
+            "{phase}: the build succeeded despite the signal"
+        );
         let _ = std::fs::remove_file(&host_marker);
         assert_no_work_dirs(&build.tmp);
         assert!(mounts_under(&case).is_empty(), "{phase}: mounts left");
@@ -402,7 +456,11 @@ fn package_installs_go_through_the_image_package_manager() {
     let element = dir.path().join("elements/pkgs");
     std::fs::create_dir_all(element.join("root.d")).unwrap();
     std::fs::create_dir_all(element.join("environment.d")).unwrap();
-    std::fs::write(element.join("environment.d/90-distro.bash"), "export DISTRO_NAME=debian\n").unwrap();
+    std::fs::write(
+        element.join("environment.d/90-distro.bash"),
+        "export DISTRO_NAME=debian\n",
+    )
+    .unwrap();
     std::fs::write(
         element.join("root.d/20-recording-apt"),
         "#!/bin/bash\nset -eu\nmkdir -p \"$TARGET_ROOT/usr/bin\" \"$TARGET_ROOT/var/lib\"\n\
@@ -410,7 +468,11 @@ fn package_installs_go_through_the_image_package_manager() {
          chmod +x \"$TARGET_ROOT/usr/bin/apt-get\"\n",
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(element.join("root.d/20-recording-apt")).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(element.join("root.d/20-recording-apt"))
+        .status()
+        .unwrap();
     std::fs::write(
         element.join("package-installs.yaml"),
         "vim:\nwget:\n  phase: pre-install.d\ncompiler:\n  build-only: true\nnano:\n  arch: s390x\n",
@@ -456,13 +518,23 @@ fn ramdisk_and_kernel_outputs() {
          echo i9 > initrd.img-5.10.0-9\n",
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(element.join("50-kernels")).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(element.join("50-kernels"))
+        .status()
+        .unwrap();
     let mut build = Build::new(dir.path(), &["host-minimal", "demo", "fake-kernel"]);
     build.extra_elements_path = Some(dir.path().join("elements"));
     build.types = "ramdisk,kernel";
     assert!(build.run().status.success());
-    assert_eq!(std::fs::read_to_string(build.path("vmlinuz")).unwrap(), "k10\n");
-    assert_eq!(std::fs::read_to_string(build.path("initrd")).unwrap(), "i10\n");
+    assert_eq!(
+        std::fs::read_to_string(build.path("vmlinuz")).unwrap(),
+        "k10\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(build.path("initrd")).unwrap(),
+        "i10\n"
+    );
     let unpacked = dir.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
     let script = format!(
@@ -477,7 +549,12 @@ fn ramdisk_and_kernel_outputs() {
     );
     assert!(unpacked.join("proc").is_dir());
     if common::is_root() {
-        let out = run_ok(Command::new("chroot").arg(&unpacked).args(["/bin/bash", "-c", "echo ok"]));
+        let out =
+            run_ok(
+                Command::new("chroot")
+                    .arg(&unpacked)
+                    .args(["/bin/bash", "-c", "echo ok"]),
+            );
         assert_eq!(out, "ok\n");
     }
 }
@@ -491,7 +568,11 @@ fn debian_minimal_with_a_package() {
         eprintln!("SKIP: needs root (the test command runs as root)");
         return;
     }
-    if Command::new("mmdebstrap").arg("--version").output().is_err() {
+    if Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         panic!("mmdebstrap is missing: scripts/test.sh installs it");
     }
     let dir = shared_tempdir();
@@ -500,13 +581,28 @@ fn debian_minimal_with_a_package() {
     build.args.extend(["-p".to_owned(), "less".to_owned()]);
     assert!(build.run().status.success());
     let tar = build.path("tar");
-    let release = run_ok(Command::new("tar").arg("-xOf").arg(&tar).arg("usr/lib/os-release"));
+    let release = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(&tar)
+            .arg("usr/lib/os-release"),
+    );
     assert!(release.contains("ID=debian"), "{release}");
-    let status = run_ok(Command::new("tar").arg("-xOf").arg(&tar).arg("var/lib/dpkg/status"));
-    assert!(status.contains("Package: less\nStatus: install ok installed"), "less not installed");
+    let status = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(&tar)
+            .arg("var/lib/dpkg/status"),
+    );
+    assert!(
+        status.contains("Package: less\nStatus: install ok installed"),
+        "less not installed"
+    );
     let listing = run_ok(Command::new("tar").arg("-tf").arg(&tar));
     assert!(
-        !listing.lines().any(|l| l.starts_with("var/lib/apt/lists/") && l.ends_with("_Packages")),
+        !listing
+            .lines()
+            .any(|l| l.starts_with("var/lib/apt/lists/") && l.ends_with("_Packages")),
         "package lists left in the image"
     );
     assert_no_work_dirs(&build.tmp);
@@ -527,14 +623,23 @@ fn efi_layout_checksums_and_tgz() {
          echo not-really-grub > \"$TARGET_ROOT/boot/efi/EFI/BOOT/BOOTX64.EFI\"\n",
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(element.join("50-efi")).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(element.join("50-efi"))
+        .status()
+        .unwrap();
     let config = dir.path().join("efi.yaml");
     std::fs::write(&config, dib_core::blockdev::layouts::EFI).unwrap();
     let mut build = Build::new(dir.path(), &["host-minimal", "demo", "efi-files"]);
     build.extra_elements_path = Some(dir.path().join("elements"));
     build.types = "raw,tgz";
-    build.env.push(("DIB_BLOCK_DEVICE_CONFIG".into(), format!("file://{}", config.display())));
-    build.args.extend(["--image-size".into(), "1".into(), "--checksum".into()]);
+    build.env.push((
+        "DIB_BLOCK_DEVICE_CONFIG".into(),
+        format!("file://{}", config.display()),
+    ));
+    build
+        .args
+        .extend(["--image-size".into(), "1".into(), "--checksum".into()]);
     assert!(build.run().status.success());
     let raw = build.path("raw");
 
@@ -554,7 +659,12 @@ fn efi_layout_checksums_and_tgz() {
             .arg("::/EFI/BOOT/BOOTX64.EFI"),
     );
     assert_eq!(efi_file, "not-really-grub\n");
-    let label = run_ok(Command::new("blkid").args(["-o", "value", "-s", "LABEL", "-p", "-O"]).arg(esp.to_string()).arg(&raw));
+    let label = run_ok(
+        Command::new("blkid")
+            .args(["-o", "value", "-s", "LABEL", "-p", "-O"])
+            .arg(esp.to_string())
+            .arg(&raw),
+    );
     assert_eq!(label.trim(), "MKFS_ESP");
 
     let root = starts[2] * 512;
@@ -568,10 +678,16 @@ fn efi_layout_checksums_and_tgz() {
             .arg("ls -p /boot/efi")
             .arg(format!("{}?offset={root}", raw.display())),
     );
-    assert!(!efi_dir.contains("EFI"), "/boot/efi of the root filesystem is not empty: {efi_dir}");
+    assert!(
+        !efi_dir.contains("EFI"),
+        "/boot/efi of the root filesystem is not empty: {efi_dir}"
+    );
     // The tree itself was put back after the root filesystem was made.
     let listing = run_ok(Command::new("tar").arg("-tzf").arg(build.path("tgz")));
-    assert!(listing.contains("boot/efi/EFI/BOOT/BOOTX64.EFI"), "{listing}");
+    assert!(
+        listing.contains("boot/efi/EFI/BOOT/BOOTX64.EFI"),
+        "{listing}"
+    );
 
     let out = build.output.parent().unwrap();
     for (tool, ext) in [("md5sum", "md5"), ("sha256sum", "sha256")] {
@@ -604,7 +720,11 @@ fn preflight_space_check_names_folder_and_sizes() {
     );
     for (k, v) in inner.get_envs() {
         if let Some(v) = v {
-            script.push_str(&format!(" {}='{}'", k.to_string_lossy(), v.to_string_lossy()));
+            script.push_str(&format!(
+                " {}='{}'",
+                k.to_string_lossy(),
+                v.to_string_lossy()
+            ));
         }
     }
     script.push_str(&format!(" {}", inner.get_program().to_string_lossy()));
@@ -618,7 +738,10 @@ fn preflight_space_check_names_folder_and_sizes() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    let expected = format!("not enough space in {}: need 64 MiB, have ", build.tmp.display());
+    let expected = format!(
+        "not enough space in {}: need 64 MiB, have ",
+        build.tmp.display()
+    );
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains(" MiB (build folder)"), "{stderr}");
     assert!(!stderr.contains("root.d"), "a hook ran: {stderr}");
@@ -632,7 +755,10 @@ fn break_points_run_break_cmd_and_continue() {
     let mut build = Build::new(dir.path(), &["host-minimal", "demo"]);
     build.types = "tar";
     let log = dir.path().join("breaks.log");
-    build.env.push(("break".into(), "before-root, after-post-root,after-cleanup".into()));
+    build.env.push((
+        "break".into(),
+        "before-root, after-post-root,after-cleanup".into(),
+    ));
     build.env.push((
         "break_cmd".into(),
         format!("ls \"$TMP_MOUNT_PATH\" | wc -l >> {}", log.display()),
@@ -646,4 +772,51 @@ fn break_points_run_break_cmd_and_continue() {
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert_eq!(counts[0], 0, "before-root sees an empty tree");
     assert!(counts[1] > 5 && counts[2] == counts[1], "{counts:?}");
+}
+
+/// `--logfile`: nothing on the terminal, the build's lines, hooks' output (labelled) and the
+/// timing table in the file.
+#[test]
+fn logfile_takes_everything_and_the_terminal_stays_quiet() {
+    let dir = shared_tempdir();
+    let element = dir.path().join("elements/chatty/install.d");
+    std::fs::create_dir_all(&element).unwrap();
+    std::fs::write(
+        element.join("10-talk"),
+        "#!/bin/bash\necho installing things\necho oops >&2\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(element.join("10-talk"))
+        .status()
+        .unwrap();
+    let mut build = Build::new(dir.path(), &["host-minimal", "chatty"]);
+    build.extra_elements_path = Some(dir.path().join("elements"));
+    build.types = "tar";
+    let log = dir.path().join("build.log");
+    build
+        .args
+        .extend(["--logfile".to_owned(), log.display().to_string()]);
+    let output = build.run();
+    assert!(output.status.success());
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("install.d/10-talk (chatty)"), "{text}");
+    assert!(text.contains("10-talk: installing things"), "{text}");
+    assert!(text.contains("10-talk: oops"), "{text}");
+    assert!(text.contains("phase          element"), "{text}");
+    assert!(
+        text.contains("[INFO] Build completed successfully"),
+        "{text}"
+    );
 }

@@ -48,7 +48,7 @@ impl OutputType {
             other => {
                 return Err(Error::Build(format!(
                     "output type {other:?} is not supported (raw, qcow2, tar, tgz, ramdisk, kernel, vmdk, vdi, vhdx, qed)"
-                )))
+                )));
             }
         })
     }
@@ -193,10 +193,21 @@ pub enum BuildEvent<'a> {
     /// A step outside the hook phases (`assembling the disk`, `writing qcow2`).
     Step(&'a str),
     Warning(&'a str),
-    PhaseStarting { phase: &'a str, hooks: usize },
-    HookStarting { phase: &'a str, hook: &'a str, element: &'a str },
-    HookFinished { timing: &'a Timing },
-    Output { path: &'a Path },
+    PhaseStarting {
+        phase: &'a str,
+        hooks: usize,
+    },
+    HookStarting {
+        phase: &'a str,
+        hook: &'a str,
+        element: &'a str,
+    },
+    HookFinished {
+        timing: &'a Timing,
+    },
+    Output {
+        path: &'a Path,
+    },
 }
 
 /// The time one hook (or one step outside hooks) took.
@@ -537,7 +548,10 @@ pub fn build(
 /// Writes `path` through a temporary file and a rename.
 pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<(), Error> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, &e))?;
     use_default_mode(file.as_file(), path)?;
     file.write_all(data).map_err(|e| Error::io(path, &e))?;
@@ -692,8 +706,16 @@ impl Builder<'_> {
     fn set_exports(&mut self, elements: &[&Element], disk: &image::DiskConfig) {
         let options = self.options;
         let names: Vec<&str> = elements.iter().map(|e| e.name.as_str()).collect();
-        let build_dir = self.build_dir.as_ref().map(|d| d.path().to_owned()).unwrap_or_default();
-        let image_dir = self.image_dir.as_ref().map(|d| d.path().to_owned()).unwrap_or_default();
+        let build_dir = self
+            .build_dir
+            .as_ref()
+            .map(|d| d.path().to_owned())
+            .unwrap_or_default();
+        let image_dir = self
+            .image_dir
+            .as_ref()
+            .map(|d| d.path().to_owned())
+            .unwrap_or_default();
         let mut set = |k: &str, v: String| {
             self.exports.insert(k.to_owned(), v);
         };
@@ -746,7 +768,12 @@ impl Builder<'_> {
                     "PATH".to_owned(),
                     format!("{path}:{}", self.hooks.join("bin").display()),
                 );
-                let home = self.options.env.get("HOME").cloned().unwrap_or("/root".into());
+                let home = self
+                    .options
+                    .env
+                    .get("HOME")
+                    .cloned()
+                    .unwrap_or("/root".into());
                 vars.insert("HOME".to_owned(), home);
                 if phase.target_root {
                     vars.insert("TARGET_ROOT".to_owned(), self.root.display().to_string());
@@ -757,7 +784,9 @@ impl Builder<'_> {
                 vars.insert("HOME".to_owned(), "/root".to_owned());
             }
         }
-        vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+        vars.into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect()
     }
 
     fn sandbox(&self) -> Result<Sandbox, Error> {
@@ -839,7 +868,10 @@ impl Builder<'_> {
                 refresh_config::Event::HookFinished { hook } => {
                     let timing = Timing {
                         phase: name.to_owned(),
-                        element: assembly.owner(&dir_name, &hook.name).unwrap_or("").to_owned(),
+                        element: assembly
+                            .owner(&dir_name, &hook.name)
+                            .unwrap_or("")
+                            .to_owned(),
                         hook: hook.name.to_string_lossy().into_owned(),
                         seconds: hook.duration.as_secs_f64(),
                         status: hook.outcome.status(),
@@ -917,8 +949,8 @@ impl Builder<'_> {
         if had {
             std::fs::rename(&conf, &orig).map_err(|e| Error::io(&conf, &e))?;
         }
-        let host = std::fs::read("/etc/resolv.conf")
-            .unwrap_or_else(|_| b"nameserver 8.8.8.8\n".to_vec());
+        let host =
+            std::fs::read("/etc/resolv.conf").unwrap_or_else(|_| b"nameserver 8.8.8.8\n".to_vec());
         std::fs::write(&conf, host).map_err(|e| Error::io(&conf, &e))?;
         Ok(if had {
             ResolvState::Saved
@@ -969,7 +1001,12 @@ impl Builder<'_> {
         let base = self.hook_environment(phases::INSTALL);
         let mut env: BTreeMap<String, String> = base
             .iter()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
             .collect();
         let env_dir = self.hooks.join("environment.d");
         let files = refresh_config::environment_files(
@@ -992,14 +1029,20 @@ impl Builder<'_> {
         match loaded.map_err(|e| Error::Build(format!("environment.d: {e}")))? {
             refresh_config::EnvironmentLoad::Loaded(loaded) => {
                 env.extend(loaded.vars.iter().map(|(k, v)| {
-                    (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
                 }));
                 Ok(env)
             }
-            refresh_config::EnvironmentLoad::Failed { outcome, file } => Err(Error::Build(format!(
-                "sourcing environment.d{} {outcome}",
-                file.map(|f| format!(" file {}", f.display())).unwrap_or_default()
-            ))),
+            refresh_config::EnvironmentLoad::Failed { outcome, file } => {
+                Err(Error::Build(format!(
+                    "sourcing environment.d{} {outcome}",
+                    file.map(|f| format!(" file {}", f.display()))
+                        .unwrap_or_default()
+                )))
+            }
         }
     }
 
@@ -1028,10 +1071,7 @@ impl Builder<'_> {
     }
 
     fn map_packages(&self, wanted: &[(String, String)]) -> Result<Vec<String>, Error> {
-        let (distro, release) = self
-            .distro
-            .clone()
-            .unwrap_or_else(|| (String::new(), None));
+        let (distro, release) = self.distro.clone().unwrap_or_else(|| (String::new(), None));
         let mut out = Vec::new();
         for (package, element) in wanted {
             let map_file = self
@@ -1180,7 +1220,11 @@ impl Builder<'_> {
         let ext = path.extension().unwrap_or_default().to_string_lossy();
         let aside = path.with_file_name(format!("{name}-{stamp}.{ext}"));
         std::fs::rename(path, &aside).map_err(|e| Error::io(path, &e))?;
-        let message = format!("kept the previous {} as {}", path.display(), aside.display());
+        let message = format!(
+            "kept the previous {} as {}",
+            path.display(),
+            aside.display()
+        );
         self.event(BuildEvent::Warning(&message));
         Ok(())
     }

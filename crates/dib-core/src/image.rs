@@ -70,7 +70,11 @@ pub fn tree_bytes(root: &Path) -> Result<u64, Error> {
 /// The image size in bytes, as upstream computes it (§5.5 of the spec): explicit, or the
 /// tree's usage plus the extra size (or divided by 0.6), plus the ext4 journal, plus 525 MiB
 /// for an EFI layout, rounded up to 64 KiB.
-pub fn image_size(options: &BuildOptions, root: &Path, elements: &[&Element]) -> Result<u64, Error> {
+pub fn image_size(
+    options: &BuildOptions,
+    root: &Path,
+    elements: &[&Element],
+) -> Result<u64, Error> {
     let mut kib = match options.image_size {
         Some(bytes) => bytes / 1024,
         None => {
@@ -142,7 +146,12 @@ pub fn write_tar(
         .unwrap_or(Path::new("."));
     let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, &e))?;
     crate::build::use_default_mode(temp.as_file(), output)?;
-    let file = BufWriter::with_capacity(1 << 20, temp.as_file().try_clone().map_err(|e| Error::io(output, &e))?);
+    let file = BufWriter::with_capacity(
+        1 << 20,
+        temp.as_file()
+            .try_clone()
+            .map_err(|e| Error::io(output, &e))?,
+    );
     let sink: Box<dyn Write> = if gzip {
         Box::new(
             flate2::GzBuilder::new()
@@ -203,12 +212,16 @@ pub fn write_tar(
         if kind.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
-            archive.append_data(&mut header, &name, std::io::empty()).map_err(io)?;
+            archive
+                .append_data(&mut header, &name, std::io::empty())
+                .map_err(io)?;
         } else if kind.is_symlink() {
             let target = std::fs::read_link(path).map_err(io)?;
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_size(0);
-            archive.append_link(&mut header, &name, &target).map_err(io)?;
+            archive
+                .append_link(&mut header, &name, &target)
+                .map_err(io)?;
         } else if kind.is_file() {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(meta.len());
@@ -222,17 +235,17 @@ pub fn write_tar(
             });
             header.set_size(0);
             let rdev = meta.rdev();
-            header
-                .set_device_major(libc::major(rdev))
+            header.set_device_major(libc::major(rdev)).map_err(io)?;
+            header.set_device_minor(libc::minor(rdev)).map_err(io)?;
+            archive
+                .append_data(&mut header, &name, std::io::empty())
                 .map_err(io)?;
-            header
-                .set_device_minor(libc::minor(rdev))
-                .map_err(io)?;
-            archive.append_data(&mut header, &name, std::io::empty()).map_err(io)?;
         } else if kind.is_fifo() {
             header.set_entry_type(tar::EntryType::Fifo);
             header.set_size(0);
-            archive.append_data(&mut header, &name, std::io::empty()).map_err(io)?;
+            archive
+                .append_data(&mut header, &name, std::io::empty())
+                .map_err(io)?;
         }
         // Sockets are not archived, as tar does.
         Ok(())
@@ -241,8 +254,11 @@ pub fn write_tar(
     let mut sink = archive.into_inner().map_err(|e| Error::io(output, &e))?;
     sink.flush().map_err(|e| Error::io(output, &e))?;
     drop(sink);
-    temp.as_file().sync_all().map_err(|e| Error::io(output, &e))?;
-    temp.persist(output).map_err(|e| Error::io(output, &e.error))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(output, &e))?;
+    temp.persist(output)
+        .map_err(|e| Error::io(output, &e.error))?;
     Ok(())
 }
 
@@ -264,7 +280,9 @@ pub fn write_initramfs(
     crate::build::use_default_mode(temp.as_file(), output)?;
     let file = BufWriter::with_capacity(
         1 << 20,
-        temp.as_file().try_clone().map_err(|e| Error::io(output, &e))?,
+        temp.as_file()
+            .try_clone()
+            .map_err(|e| Error::io(output, &e))?,
     );
     let mut sink = flate2::GzBuilder::new()
         .mtime(0)
@@ -352,8 +370,11 @@ pub fn write_initramfs(
     let mut file = sink.finish().map_err(|e| Error::io(output, &e))?;
     file.flush().map_err(|e| Error::io(output, &e))?;
     drop(file);
-    temp.as_file().sync_all().map_err(|e| Error::io(output, &e))?;
-    temp.persist(output).map_err(|e| Error::io(output, &e.error))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(output, &e))?;
+    temp.persist(output)
+        .map_err(|e| Error::io(output, &e.error))?;
     Ok(())
 }
 
@@ -419,11 +440,11 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     let (a, b) = (split(a), split(b));
     for (x, y) in a.iter().zip(&b) {
         let ordering = match (x.0, y.0) {
-            (true, true) => x
-                .1
-                .parse::<u64>()
-                .unwrap_or(0)
-                .cmp(&y.1.parse::<u64>().unwrap_or(0)),
+            (true, true) => {
+                x.1.parse::<u64>()
+                    .unwrap_or(0)
+                    .cmp(&y.1.parse::<u64>().unwrap_or(0))
+            }
             _ => x.1.cmp(&y.1),
         };
         if ordering.is_ne() {
@@ -435,7 +456,12 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// Produces one disk output from the raw image: qcow2 in Rust, other formats through
 /// `qemu-img convert`, raw by moving (or copying across file systems) the file itself.
-pub fn convert(raw: &Path, output: &Path, kind: &OutputType, options: &BuildOptions) -> Result<(), Error> {
+pub fn convert(
+    raw: &Path,
+    output: &Path,
+    kind: &OutputType,
+    options: &BuildOptions,
+) -> Result<(), Error> {
     match kind {
         OutputType::Raw => match std::fs::rename(raw, output) {
             Ok(()) => Ok(()),
@@ -460,10 +486,12 @@ pub fn convert(raw: &Path, output: &Path, kind: &OutputType, options: &BuildOpti
             run_tool(&mut command, "qemu-img convert")?;
             std::fs::rename(&temp, output).map_err(|e| Error::io(output, &e))
         }
-        OutputType::Tar | OutputType::Tgz | OutputType::Ramdisk | OutputType::Kernel => Err(Error::Build(format!(
-            "{} is written from the tree, not the disk",
-            output.display()
-        ))),
+        OutputType::Tar | OutputType::Tgz | OutputType::Ramdisk | OutputType::Kernel => {
+            Err(Error::Build(format!(
+                "{} is written from the tree, not the disk",
+                output.display()
+            )))
+        }
     }
 }
 
@@ -483,8 +511,10 @@ fn copy_sparse(from: &Path, to: &Path) -> Result<(), Error> {
             break;
         }
         if buffer[..n].iter().any(|b| *b != 0) {
-            dst.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&temp, &e))?;
-            dst.write_all(&buffer[..n]).map_err(|e| Error::io(&temp, &e))?;
+            dst.seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::io(&temp, &e))?;
+            dst.write_all(&buffer[..n])
+                .map_err(|e| Error::io(&temp, &e))?;
         }
         offset += n as u64;
     }
@@ -512,7 +542,10 @@ pub fn write_checksums(output: &Path) -> Result<Vec<PathBuf>, Error> {
     let name = output.file_name().unwrap_or_default().to_string_lossy();
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let mut written = Vec::new();
-    for (ext, digest) in [("md5", hex(&md5.finalize())), ("sha256", hex(&sha.finalize()))] {
+    for (ext, digest) in [
+        ("md5", hex(&md5.finalize())),
+        ("sha256", hex(&sha.finalize())),
+    ] {
         let path = PathBuf::from(format!("{}.{ext}", output.display()));
         crate::build::write_atomically(&path, format!("{digest}  {name}\n").as_bytes())?;
         written.push(path);
@@ -548,10 +581,19 @@ pub(crate) fn run_tool(command: &mut std::process::Command, what: &str) -> Resul
     let output = command
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| Error::Build(format!("{what}: cannot run {:?}: {e}", command.get_program())))?;
+        .map_err(|e| {
+            Error::Build(format!(
+                "{what}: cannot run {:?}: {e}",
+                command.get_program()
+            ))
+        })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(Error::Build(format!(
             "{what} failed ({}): {}",
             output.status,
@@ -571,7 +613,10 @@ pub struct DiskConfig {
 
 impl DiskConfig {
     pub fn root_label(&self) -> String {
-        self.graph.root_label().unwrap_or("cloudimg-rootfs").to_owned()
+        self.graph
+            .root_label()
+            .unwrap_or("cloudimg-rootfs")
+            .to_owned()
     }
 
     pub fn root_fstype(&self) -> String {
@@ -595,7 +640,10 @@ impl DiskConfig {
 /// (`file://PATH` or the YAML itself), else the first element shipping
 /// `block-device-<ARCH>.yaml`, else the first shipping `block-device-default.yaml`, else one
 /// filesystem filling the bare image.
-pub fn block_device_config(options: &BuildOptions, elements: &[&Element]) -> Result<DiskConfig, Error> {
+pub fn block_device_config(
+    options: &BuildOptions,
+    elements: &[&Element],
+) -> Result<DiskConfig, Error> {
     let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| Error::io(path, &e));
     let (yaml, source) = match options.block_device_config.as_deref() {
         Some(value) if value.starts_with("file://") => {
@@ -638,7 +686,10 @@ pub fn block_device_config(options: &BuildOptions, elements: &[&Element]) -> Res
         root_fs_type: options.fs_type.clone(),
         root_fs_opts: (!root_opts.is_empty()).then(|| root_opts.join(" ")),
         root_label: options.root_label.clone(),
-        block_size: options.env.get("DIB_BLOCK_SIZE").and_then(|v| v.parse().ok()),
+        block_size: options
+            .env
+            .get("DIB_BLOCK_SIZE")
+            .and_then(|v| v.parse().ok()),
     };
     let graph = crate::blockdev::Graph::load(&yaml, &params)
         .map_err(|e| Error::BlockDevice(format!("{source}: {e}")))?;
@@ -647,7 +698,12 @@ pub fn block_device_config(options: &BuildOptions, elements: &[&Element]) -> Res
 
 /// The block-device nodes in the order they are created.
 pub fn node_order(config: &DiskConfig) -> Result<Vec<String>, Error> {
-    Ok(config.graph.order().into_iter().map(str::to_owned).collect())
+    Ok(config
+        .graph
+        .order()
+        .into_iter()
+        .map(str::to_owned)
+        .collect())
 }
 
 /// `etc/fstab` of the image: one `LABEL=…` line per mounted filesystem.
@@ -736,9 +792,7 @@ pub fn assemble_disk(request: &DiskRequest<'_>) -> Result<crate::blockdev::DiskP
                 if let Some(epoch) = &options.source_date_epoch {
                     command.env("E2FSPROGS_FAKE_TIME", epoch);
                 }
-                command
-                    .arg(request.raw)
-                    .arg(format!("{}k", fs.size / 1024));
+                command.arg(request.raw).arg(format!("{}k", fs.size / 1024));
                 if let Some(sandbox) = &sandbox {
                     sandbox.apply(&mut command);
                 }
@@ -762,9 +816,7 @@ pub fn assemble_disk(request: &DiskRequest<'_>) -> Result<crate::blockdev::DiskP
                 if let Some(epoch) = &options.source_date_epoch {
                     command.env("SOURCE_DATE_EPOCH", epoch);
                 }
-                command
-                    .arg(request.raw)
-                    .arg((fs.size / 1024).to_string());
+                command.arg(request.raw).arg((fs.size / 1024).to_string());
                 run_tool(&mut command, &format!("mkfs.fat for {}", fs.name))?;
                 if let Some(dir) = &subtree {
                     copy_into_fat(request.raw, fs.offset, dir)?;
@@ -775,7 +827,7 @@ pub fn assemble_disk(request: &DiskRequest<'_>) -> Result<crate::blockdev::DiskP
                 return Err(Error::Build(format!(
                     "filesystem {other} of {}: dib-core fills ext2/3/4, vfat and swap without mounting; {other} needs the privileged path, which is not implemented",
                     fs.name
-                )))
+                )));
             }
         }
     }

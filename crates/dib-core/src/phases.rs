@@ -103,7 +103,13 @@ pub fn assemble_hooks(elements: &[Element], hooks: &Path) -> Result<HookAssembly
                 if NOT_MERGED.contains(&name_str.as_ref()) {
                     continue;
                 }
-                merge_dir(&path, &hooks.join(&name), Path::new(&name), element, &mut assembly)?;
+                merge_dir(
+                    &path,
+                    &hooks.join(&name),
+                    Path::new(&name),
+                    element,
+                    &mut assembly,
+                )?;
             } else if !name_str.ends_with(".pyc") {
                 copy_entry(&path, &hooks.join(&name))?;
             }
@@ -261,10 +267,7 @@ mod tests {
         let assembly = assemble_hooks(&[a, b], &hooks).unwrap();
         assert_eq!(std::fs::read_to_string(hooks.join("README")).unwrap(), "b");
         assert!(!hooks.join("tests").exists());
-        assert_eq!(
-            assembly.owner("install.d", "20-y".as_ref()),
-            Some("b")
-        );
+        assert_eq!(assembly.owner("install.d", "20-y".as_ref()), Some("b"));
         assert_eq!(assembly.owner("bin", "tool".as_ref()), Some("b"));
     }
 }

@@ -41,8 +41,9 @@ pub use run_parts::{
     EnvironmentSource, Event, HookRecord, PhaseFailure, PhaseReport, RunPartsOptions,
 };
 pub use runner::{
-    supervise, Capture, Environment, EnvironmentLoad, EnvironmentRequest, HookCommand, HookOutcome,
-    BeforeExec, HookRunner, LimitKind, ProcessRunner, RecordedHook, RecordingRunner, TimeLimit, TIMEOUT_STATUS,
+    supervise, BeforeExec, Capture, Environment, EnvironmentLoad, EnvironmentRequest, HookCommand,
+    HookOutcome, HookRunner, LimitKind, ProcessRunner, RecordedHook, RecordingRunner, TimeLimit,
+    TIMEOUT_STATUS,
 };
 pub use select::{
     read_listing, select_environment_files, select_hooks, Entry, EntryKind, Listing, NameFilter,
