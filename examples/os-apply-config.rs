@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    logging::init_apply_config(Level::INFO, log_file(&args));
+    let _log = logging::init_apply_config(Level::INFO, log_file(&args));
     if deprecated {
         warn!(
             "Template directory {} is deprecated. The recommended location for template files is {DEFAULT_TEMPLATES}",

@@ -84,19 +84,74 @@ pub fn init_quiet_with_file(program: &'static str, level: Level, log_file: std::
 
 /// Installs os-apply-config's logger: `[2024/01/31 12:00:00 PM] [INFO] message` on stderr
 /// and, when `log_file` is given, appended there too.
-pub fn init_apply_config(level: Level, log_file: Option<std::fs::File>) {
+///
+/// Lines are buffered (a large tree logs a line per file: one write per line cost more than
+/// the rendering) and written when the returned guard is dropped, or as the buffer fills:
+/// keep the guard alive until the program ends.
+#[must_use = "log lines are written when the guard is dropped"]
+pub fn init_apply_config(level: Level, log_file: Option<std::fs::File>) -> LogFlush {
     // SAFETY: as in `init`.
     unsafe { tzset() };
-    let builder = tracing_subscriber::fmt()
+    let sink = std::sync::Arc::new(BufferedSink {
+        outputs: std::sync::Mutex::new(Outputs {
+            stderr: std::io::BufWriter::with_capacity(1 << 16, std::io::stderr()),
+            file: log_file.map(|f| std::io::BufWriter::with_capacity(1 << 16, f)),
+        }),
+    });
+    tracing_subscriber::fmt()
         .with_max_level(level)
         .event_format(UpstreamFormat {
             style: Style::ApplyConfig,
-        });
-    match log_file {
-        Some(file) => builder
-            .with_writer(std::io::stderr.and(std::sync::Arc::new(file)))
-            .init(),
-        None => builder.with_writer(std::io::stderr).init(),
+        })
+        .with_writer(std::sync::Arc::clone(&sink))
+        .init();
+    LogFlush { sink }
+}
+
+/// Writes buffered log lines out when dropped.
+#[derive(Debug)]
+pub struct LogFlush {
+    sink: std::sync::Arc<BufferedSink>,
+}
+
+impl Drop for LogFlush {
+    fn drop(&mut self) {
+        if let Ok(mut outputs) = self.sink.outputs.lock() {
+            let _ = outputs.stderr.flush();
+            if let Some(file) = &mut outputs.file {
+                let _ = file.flush();
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Outputs {
+    stderr: std::io::BufWriter<std::io::Stderr>,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+/// stderr and the log file behind one lock, so that both get whole lines in the same order.
+#[derive(Debug)]
+struct BufferedSink {
+    outputs: std::sync::Mutex<Outputs>,
+}
+
+impl std::io::Write for &BufferedSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut outputs = self
+            .outputs
+            .lock()
+            .map_err(|_| std::io::Error::other("log lock poisoned"))?;
+        outputs.stderr.write_all(buf)?;
+        if let Some(file) = &mut outputs.file {
+            file.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

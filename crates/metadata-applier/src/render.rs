@@ -73,6 +73,18 @@ impl Renderer for MustacheRenderer {
             path: template.path.to_owned(),
             source,
         })?;
+        self.render_bytes(template, bytes, context)
+    }
+}
+
+impl MustacheRenderer {
+    /// Renders a template whose bytes the caller already read from `template.path`.
+    pub fn render_bytes(
+        &self,
+        template: TemplateRef<'_>,
+        bytes: Vec<u8>,
+        context: &Value,
+    ) -> Result<Rendered> {
         let text = String::from_utf8(bytes).map_err(|_| Error::TemplateEncoding {
             path: template.path.to_owned(),
         })?;

@@ -26,11 +26,7 @@ pub struct TemplateFile {
 /// not ending in `.oac` (dotfiles and symlinks to files included); directory symlinks are not
 /// followed. A missing root has no templates.
 pub fn list_templates(root: &Path) -> Result<Vec<TemplateFile>> {
-    let mut listed = Vec::new();
-    if root.is_dir() {
-        walk(root, Path::new(""), &mut listed)?;
-    }
-    listed.sort_by(|(a, _), (b, _)| a.relative.as_os_str().cmp(b.relative.as_os_str()));
+    let listed = list_unchecked(root)?;
     // One access(2) per template: on all cores for large trees.
     Ok(crate::parallel::map(&listed, 64, |(template, is_file)| {
         TemplateFile {
@@ -39,6 +35,16 @@ pub fn list_templates(root: &Path) -> Result<Vec<TemplateFile>> {
             ..template.clone()
         }
     }))
+}
+
+/// The templates in order, each with whether it is a regular file, `executable` not yet set.
+fn list_unchecked(root: &Path) -> Result<Vec<(TemplateFile, bool)>> {
+    let mut listed = Vec::new();
+    if root.is_dir() {
+        walk(root, Path::new(""), &mut listed)?;
+    }
+    listed.sort_by(|(a, _), (b, _)| a.relative.as_os_str().cmp(b.relative.as_os_str()));
+    Ok(listed)
 }
 
 /// Lists templates depth-first, each with whether it is a regular file (or a symlink to
@@ -116,10 +122,12 @@ pub struct Rendered {
 /// Renders every template (mustache or executable) and reads every control file; the first
 /// error, or under [`MissingKey::Error`] the list of every miss, aborts before any write.
 pub fn render_all(root: &Path, context: &Value, missing: MissingKey) -> Result<Vec<Rendered>> {
-    let templates = list_templates(root)?;
+    let templates = list_unchecked(root)?;
     let mustache = MustacheRenderer::new(root);
     // Rendering is independent per template: spread it over the cores, keeping tree order.
-    let results = crate::parallel::map(&templates, 16, |t| render_one(t, &mustache, context));
+    let results = crate::parallel::map(&templates, 16, |(t, is_file)| {
+        render_one(t, *is_file, &mustache, context)
+    });
     let mut rendered = Vec::with_capacity(templates.len());
     let mut misses = Vec::new();
     for result in results {
@@ -136,23 +144,53 @@ pub fn render_all(root: &Path, context: &Value, missing: MissingKey) -> Result<V
 /// A rendered template and the lookups that missed in it.
 type RenderedWithMisses = (Rendered, Vec<crate::render::Miss>);
 
+/// Opens the template once: its mode (from the open file, no extra lookup) tells whether it
+/// is executable, as `access(X_OK)` confirms; otherwise its bytes are read from the same
+/// descriptor and rendered as mustache.
 fn render_one(
     template: &TemplateFile,
+    is_file: bool,
     mustache: &MustacheRenderer,
     context: &Value,
 ) -> Result<RenderedWithMisses> {
-    let renderer: &dyn Renderer = if template.executable {
-        &ExecutableRenderer
-    } else {
-        mustache
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let read_error = |source| Error::Read {
+        path: template.path.clone(),
+        source,
     };
-    let output = renderer.render(
-        TemplateRef {
-            path: &template.path,
-            name: &template.relative,
-        },
-        context,
-    )?;
+    let reference = TemplateRef {
+        path: &template.path,
+        name: &template.relative,
+    };
+    let mut file = std::fs::File::open(&template.path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let executable = is_file
+        && meta.permissions().mode() & 0o111 != 0
+        && nix::unistd::access(&template.path, nix::unistd::AccessFlags::X_OK).is_ok();
+    let output = if executable {
+        drop(file);
+        ExecutableRenderer.render(reference, context)?
+    } else {
+        // The size just seen: one read, no probe for the end (a template that changes while
+        // it is rendered may be read short or long, as with any reader).
+        let mut bytes = vec![0; meta.len() as usize];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            match file.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_error(e)),
+            }
+        }
+        bytes.truncate(filled);
+        mustache.render_bytes(reference, bytes, context)?
+    };
+    let template = &TemplateFile {
+        executable,
+        ..template.clone()
+    };
     let control = match &template.control {
         Some(path) => control::read(path)?,
         None => Control::default(),

@@ -217,7 +217,21 @@ fn is_same(target: &Target<'_>, meta: &fs::Metadata) -> bool {
         && control.mode.is_none_or(|mode| meta.mode() & 0o7777 == mode)
         && control.owner.is_none_or(|uid| meta.uid() == uid)
         && control.group.is_none_or(|gid| meta.gid() == gid)
-        && fs::read(target.path).is_ok_and(|current| current == target.body)
+        && holds(target.path, target.body)
+}
+
+/// Whether the file at `path`, whose size was just seen to be `body.len()`, holds `body`:
+/// read in chunks of exactly the expected length (no size probe, no read to find the end).
+fn holds(path: &Path, body: &[u8]) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = fs::File::open(path) else {
+        return false;
+    };
+    let mut chunk = [0u8; 16 << 10];
+    body.chunks(chunk.len()).all(|expected| {
+        let got = &mut chunk[..expected.len()];
+        file.read_exact(got).is_ok() && got == expected
+    })
 }
 
 /// Whether `target` is a regular file (not a symlink) that already is what is desired.
