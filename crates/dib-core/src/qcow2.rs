@@ -16,9 +16,9 @@
 //! order).
 //!
 //! [`convert_raw`] reads a raw file, skipping its holes (`SEEK_DATA`/`SEEK_HOLE`) without
-//! reading them, and writes the image to a temporary file next to the output that is renamed
-//! into place once complete; [`write_qcow2`] is the streaming form over any reader
-//! and seekable writer.
+//! reading them and mapping its data into memory rather than copying it, and writes the image
+//! to a temporary file next to the output that is renamed into place once complete;
+//! [`write_qcow2`] is the streaming form over any reader and seekable writer.
 //!
 //! It is not a qcow2 reader or a general qcow2 editor: it does not open existing images,
 //! resize them or write backing chains, snapshots, bitmaps, extended L2 entries, external data
@@ -27,6 +27,8 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +36,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
+use nix::fcntl::{fallocate, FallocateFlags};
 
 use crate::Error;
 
@@ -98,10 +101,13 @@ pub struct Qcow2Stats {
 
 /// Converts the raw image `raw` to the qcow2 image `output` (replaced if it exists).
 ///
-/// Holes of `raw` are skipped without being read. The image is written to a temporary file in
-/// `output`'s directory and renamed to `output` when complete; on error nothing is left behind.
-/// Like `qemu-img convert` (whose output cache mode defaults to `unsafe`), it does not sync the
-/// image to disk: callers that need durability sync it.
+/// Holes of `raw` are skipped without being read, and its data is mapped into memory rather
+/// than copied out of the page cache: `raw` must not be truncated or written to while it is
+/// converted (a file truncated under a mapping ends the process with `SIGBUS`, as for any
+/// memory-mapped reader). The image is written to a temporary file in `output`'s directory and
+/// renamed to `output` when complete; on error nothing is left behind. Like `qemu-img convert`
+/// (whose output cache mode defaults to `unsafe`), it does not sync the image to disk: callers
+/// that need durability sync it.
 pub fn convert_raw(raw: &Path, output: &Path, options: &Qcow2Options) -> Result<Qcow2Stats, Error> {
     let geometry_error = |message: String| Error::Image {
         path: output.to_path_buf(),
@@ -120,8 +126,16 @@ pub fn convert_raw(raw: &Path, output: &Path, options: &Qcow2Options) -> Result<
     let geometry = Geometry::new(len, bits).map_err(geometry_error)?;
 
     let temp = TempFile::create(output)?;
+    let mapping = Mapping::new(&input, len);
     let source = FileSource::new(input, len);
-    let result = run(source, &geometry, &temp.file, options);
+    let result = run(
+        source,
+        mapping.as_ref().map(Mapping::bytes),
+        &geometry,
+        &temp.file,
+        Some(temp.file.as_fd()),
+        options,
+    );
     let stats = result.map_err(|fail| match fail {
         Fail::Read(e) => Error::io(raw, &e),
         Fail::Write(e) => Error::io(output, &e),
@@ -152,7 +166,7 @@ pub fn write_qcow2<R: Read + Send, W: Write + Seek>(
         position: 0,
         len: virtual_size,
     };
-    run(source, &geometry, output, options).map_err(|fail| match fail {
+    run(source, None, &geometry, output, None, options).map_err(|fail| match fail {
         Fail::Read(e) => io::Error::new(e.kind(), format!("reading the raw input: {e}")),
         Fail::Write(e) => io::Error::new(e.kind(), format!("writing the qcow2 output: {e}")),
     })
@@ -237,6 +251,9 @@ trait Source: Send {
     /// The first offset at or after `from` that may hold data, or `None` if all is zero from
     /// there on.
     fn next_data(&mut self, from: u64) -> io::Result<Option<u64>>;
+    /// Where the data at `at` ends (`at` itself if it is in a hole), at most at the end of
+    /// the input.
+    fn data_end(&mut self, at: u64) -> io::Result<u64>;
     /// Fills `buf` with the input at `offset` (zeros past its end). Offsets only grow.
     fn fill(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 }
@@ -316,6 +333,18 @@ impl Source for FileSource {
         })
     }
 
+    fn data_end(&mut self, at: u64) -> io::Result<u64> {
+        if at >= self.len {
+            return Ok(at);
+        }
+        self.locate(at)?;
+        Ok(if at < self.data_from {
+            at
+        } else {
+            self.data_to.min(self.len)
+        })
+    }
+
     fn fill(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let end = offset + buf.len() as u64;
         let mut at = offset;
@@ -341,6 +370,57 @@ impl Source for FileSource {
     }
 }
 
+/// A read-only shared memory mapping of a whole file, so that its data clusters are checked,
+/// compressed and written without first being copied out of the page cache.
+struct Mapping {
+    address: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only memory owned by this value, readable from any thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; shared references only read it.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file`, or `None` if that cannot be done (an empty file,
+    /// a file system without mmap): the file is then read instead.
+    fn new(file: &File, len: u64) -> Option<Mapping> {
+        let len = usize::try_from(len).ok().filter(|&len| len > 0)?;
+        // SAFETY: a new mapping at an address the kernel chooses, of a descriptor open for
+        // reading; it aliases no Rust memory.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: advice about the mapping just made; failure is harmless.
+        unsafe { libc::madvise(address, len, libc::MADV_SEQUENTIAL) };
+        Some(Mapping { address, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes at `address` for as long as `self` lives. The file must
+        // not change while it is converted (see `convert_raw`).
+        unsafe { std::slice::from_raw_parts(self.address.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps what `new` mapped; no reference from `bytes` outlives `self`.
+        unsafe { libc::munmap(self.address, self.len) };
+    }
+}
+
 /// Any reader, read sequentially.
 struct StreamSource<R> {
     input: R,
@@ -351,6 +431,10 @@ struct StreamSource<R> {
 impl<R: Read + Send> Source for StreamSource<R> {
     fn next_data(&mut self, from: u64) -> io::Result<Option<u64>> {
         Ok((from < self.len).then_some(from))
+    }
+
+    fn data_end(&mut self, at: u64) -> io::Result<u64> {
+        Ok(self.len.max(at))
     }
 
     fn fill(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -390,16 +474,32 @@ enum Kind {
 struct Batch {
     sequence: u64,
     first_cluster: u64,
+    /// The clusters' bytes: this range of the mapped input, or else `data`.
+    mapped: Option<Range<usize>>,
     data: Vec<u8>,
     kinds: Vec<Kind>,
     out: Vec<u8>,
 }
 
+/// The bytes of `batch`'s clusters.
+fn batch_bytes<'a>(
+    mapped: &Option<Range<usize>>,
+    data: &'a [u8],
+    map: Option<&'a [u8]>,
+) -> &'a [u8] {
+    match (mapped, map) {
+        (Some(range), Some(map)) => &map[range.clone()],
+        _ => data,
+    }
+}
+
 /// Reads, classifies and compresses the input on worker threads and writes the image.
 fn run<S: Source, W: Write + Seek>(
     mut source: S,
+    map: Option<&[u8]>,
     geometry: &Geometry,
     output: W,
+    preallocate: Option<BorrowedFd<'_>>,
     options: &Qcow2Options,
 ) -> Result<Qcow2Stats, Fail> {
     let workers = options.threads.max(1);
@@ -422,11 +522,12 @@ fn run<S: Source, W: Write + Seek>(
             for _ in 0..workers {
                 let done_tx = done_tx.clone();
                 let work_rx = &work_rx;
-                scope.spawn(move || compress_batches(work_rx, done_tx, cluster_size));
+                scope.spawn(move || compress_batches(work_rx, done_tx, map, cluster_size));
             }
             scope.spawn(move || {
                 read_batches(
                     &mut source,
+                    map,
                     geometry,
                     batch_clusters,
                     free_rx,
@@ -440,6 +541,7 @@ fn run<S: Source, W: Write + Seek>(
             scope.spawn(move || {
                 read_batches(
                     &mut source,
+                    map,
                     geometry,
                     batch_clusters,
                     free_rx,
@@ -449,7 +551,9 @@ fn run<S: Source, W: Write + Seek>(
             })
         };
         drop(done_tx);
-        let written = write_batches(output, geometry, done_rx, free_tx);
+        let mut image = Image::new(output, geometry);
+        image.preallocate = preallocate;
+        let written = write_batches(image, map, done_rx, free_tx);
         let read = reader
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -463,6 +567,7 @@ fn run<S: Source, W: Write + Seek>(
 /// if given a classifier).
 fn read_batches<S: Source>(
     source: &mut S,
+    map: Option<&[u8]>,
     geometry: &Geometry,
     batch_clusters: usize,
     free: Receiver<Batch>,
@@ -481,16 +586,31 @@ fn read_batches<S: Source>(
         if position >= end {
             break;
         }
-        let to = (position + batch_clusters as u64 * cluster_size).min(end);
+        let mut to = (position + batch_clusters as u64 * cluster_size).min(end);
         let Ok(mut batch) = free.recv() else {
             return Ok(()); // The writer stopped.
         };
-        batch.data.resize((to - position) as usize, 0);
-        source.fill(position, &mut batch.data)?;
+        // Whole clusters of data in the mapped input are used in place; the others (holes
+        // in part, the end of the input) are read.
+        let mapped_to = match map {
+            Some(_) => (source.data_end(position)? / cluster_size * cluster_size).min(to),
+            None => position,
+        };
+        if mapped_to > position {
+            to = mapped_to;
+            batch.mapped = Some(position as usize..to as usize);
+        } else {
+            if map.is_some() {
+                to = (position + cluster_size).min(end);
+            }
+            batch.mapped = None;
+            batch.data.resize((to - position) as usize, 0);
+            source.fill(position, &mut batch.data)?;
+        }
         batch.sequence = sequence;
         batch.first_cluster = position / cluster_size;
         if let Some(classifier) = classifier.as_mut() {
-            classifier.classify(&mut batch);
+            classifier.classify(&mut batch, map);
         }
         if work.send(batch).is_err() {
             return Ok(());
@@ -520,17 +640,22 @@ impl Classifier {
         }
     }
 
-    fn classify(&mut self, batch: &mut Batch) {
+    fn classify(&mut self, batch: &mut Batch, map: Option<&[u8]>) {
         let Batch {
-            data, kinds, out, ..
+            mapped,
+            data,
+            kinds,
+            out,
+            ..
         } = batch;
+        let bytes = batch_bytes(mapped, data, map);
         let (cluster_size, room) = (self.cluster_size, self.room);
         kinds.clear();
         if self.deflate.is_some() {
-            out.resize(data.len() + room, 0);
+            out.resize(bytes.len() + room, 0);
         }
         let mut used = 0;
-        for cluster in data.chunks_exact(cluster_size) {
+        for cluster in bytes.chunks_exact(cluster_size) {
             let kind = if is_zero(cluster) {
                 Kind::Zero
             } else if let Some(deflate) = self.deflate.as_mut() {
@@ -565,14 +690,19 @@ fn new_deflate() -> Compress {
 }
 
 /// A compressing worker.
-fn compress_batches(work: &Mutex<Receiver<Batch>>, done: SyncSender<Batch>, cluster_size: usize) {
+fn compress_batches(
+    work: &Mutex<Receiver<Batch>>,
+    done: SyncSender<Batch>,
+    map: Option<&[u8]>,
+    cluster_size: usize,
+) {
     let mut classifier = Classifier::new(cluster_size, true);
     loop {
         let next = work.lock().map(|rx| rx.recv());
         let Ok(Ok(mut batch)) = next else {
             return;
         };
-        classifier.classify(&mut batch);
+        classifier.classify(&mut batch, map);
         if done.send(batch).is_err() {
             return;
         }
@@ -596,18 +726,17 @@ fn is_zero(buf: &[u8]) -> bool {
 
 /// The writer: puts the batches in order, writes their clusters and then the metadata.
 fn write_batches<W: Write + Seek>(
-    output: W,
-    geometry: &Geometry,
+    mut image: Image<'_, W>,
+    map: Option<&[u8]>,
     done: Receiver<Batch>,
     free: SyncSender<Batch>,
 ) -> Result<Qcow2Stats, Fail> {
-    let mut image = Image::new(output, geometry);
     let mut pending = BTreeMap::new();
     let mut next = 0;
     for batch in done {
         pending.insert(batch.sequence, batch);
         while let Some(batch) = pending.remove(&next) {
-            image.add_batch(&batch).map_err(Fail::Write)?;
+            image.add_batch(&batch, map).map_err(Fail::Write)?;
             let _ = free.send(batch);
             next += 1;
         }
@@ -616,8 +745,11 @@ fn write_batches<W: Write + Seek>(
 }
 
 /// The image being written.
-struct Image<W> {
+struct Image<'a, W> {
     output: W,
+    /// The output file, to allocate space for runs of clusters before writing them (which
+    /// spares the file system allocating as it goes: a third faster on ext4, as qemu-img does).
+    preallocate: Option<BorrowedFd<'a>>,
     geometry: Geometry,
     /// Where the output's file position is (`u64::MAX`: not known yet).
     position: u64,
@@ -637,10 +769,11 @@ struct OpenCluster {
     data: Vec<u8>,
 }
 
-impl<W: Write + Seek> Image<W> {
-    fn new(output: W, geometry: &Geometry) -> Image<W> {
+impl<W: Write + Seek> Image<'_, W> {
+    fn new(output: W, geometry: &Geometry) -> Self {
         Image {
             output,
+            preallocate: None,
             geometry: *geometry,
             position: u64::MAX,
             end: geometry.cluster_size as u64,
@@ -680,8 +813,9 @@ impl<W: Write + Seek> Image<W> {
         table[(guest_cluster % per_table) as usize] = entry;
     }
 
-    fn add_batch(&mut self, batch: &Batch) -> io::Result<()> {
+    fn add_batch(&mut self, batch: &Batch, map: Option<&[u8]>) -> io::Result<()> {
         let cluster_size = self.geometry.cluster_size;
+        let data = batch_bytes(&batch.mapped, &batch.data, map);
         let mut index = 0;
         while index < batch.kinds.len() {
             match batch.kinds[index] {
@@ -692,7 +826,14 @@ impl<W: Write + Seek> Image<W> {
                         .take_while(|&&k| k == Kind::Raw)
                         .count();
                     let host = self.allocate(run as u64);
-                    let bytes = &batch.data[index * cluster_size..(index + run) * cluster_size];
+                    let bytes = &data[index * cluster_size..(index + run) * cluster_size];
+                    if let Some(fd) = self.preallocate {
+                        let (offset, len) = (host as i64, bytes.len() as i64);
+                        // Best effort: without it, the write allocates.
+                        if fallocate(fd, FallocateFlags::empty(), offset, len).is_err() {
+                            self.preallocate = None;
+                        }
+                    }
                     self.write_at(host, bytes)?;
                     for i in 0..run {
                         let guest = batch.first_cluster + (index + i) as u64;
