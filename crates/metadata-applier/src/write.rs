@@ -318,15 +318,22 @@ fn stage(target: &Target<'_>, desired: Desired, sync: bool) -> Result<PathBuf> {
             source,
         }
     };
-    let (temp, mut file) = create_temp(target.path).map_err(failed("create temporary file"))?;
+    let chown = desired.uid.is_some() || desired.gid.is_some();
+    // A plain mode the umask leaves intact is given at creation: no chmod afterwards.
+    let born_right = !chown && desired.mode & 0o7000 == 0 && desired.mode & umask() == 0;
+    let initial_mode = if born_right { desired.mode } else { 0o600 };
+    let (temp, mut file) =
+        create_temp(target.path, initial_mode).map_err(failed("create temporary file"))?;
     let result = (|| {
         file.write_all(target.body).map_err(failed("write"))?;
-        if desired.uid.is_some() || desired.gid.is_some() {
+        if chown {
             std::os::unix::fs::fchown(&file, desired.uid, desired.gid).map_err(failed("chown"))?;
         }
-        // After chown, which clears set-id bits.
-        file.set_permissions(fs::Permissions::from_mode(desired.mode))
-            .map_err(failed("chmod"))?;
+        if !born_right {
+            // After chown, which clears set-id bits.
+            file.set_permissions(fs::Permissions::from_mode(desired.mode))
+                .map_err(failed("chmod"))?;
+        }
         if sync {
             file.sync_all().map_err(failed("fsync"))?;
         }
@@ -567,9 +574,28 @@ impl FileWriter for DryRunWriter {
     }
 }
 
-/// Creates a new temporary file (mode 0600) beside `target`, named `.<prefix>.<random>.tmp`
-/// with only a prefix of the target's name, so that it fits wherever the target's does.
-fn create_temp(target: &Path) -> io::Result<(PathBuf, File)> {
+/// The process's umask, read once (umask(2) could only read it by changing it for every
+/// thread meanwhile).
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            // Unknown: assume everything may be masked, so that chmod always runs.
+            .unwrap_or(0o777)
+    })
+}
+
+/// Creates a new temporary file (with `mode`, less the umask) beside `target`, named
+/// `.<prefix>.<random>.tmp` with only a prefix of the target's name, so that it fits wherever
+/// the target's does.
+fn create_temp(target: &Path, mode: u32) -> io::Result<(PathBuf, File)> {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -590,7 +616,7 @@ fn create_temp(target: &Path) -> io::Result<(PathBuf, File)> {
         match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&temp)
         {
             Ok(file) => return Ok((temp, file)),
@@ -608,7 +634,7 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let (temp, mut file) = create_temp(path)?;
+    let (temp, mut file) = create_temp(path, 0o600)?;
     let result = (|| {
         file.write_all(bytes)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
