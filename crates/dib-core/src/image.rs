@@ -129,6 +129,31 @@ pub fn clamp_mtimes(root: &Path, epoch: i64) -> Result<(), Error> {
     clamp(root, &meta)
 }
 
+/// A temporary file beside `output` (removed unless persisted) and a buffered writer to it.
+fn staged_output(output: &Path) -> Result<(tempfile::NamedTempFile, BufWriter<File>), Error> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, &e))?;
+    crate::build::use_default_mode(temp.as_file(), output)?;
+    let file = temp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io(output, &e))?;
+    Ok((temp, BufWriter::with_capacity(1 << 20, file)))
+}
+
+/// Syncs the staged file and renames it to `output`.
+fn persist_output(temp: tempfile::NamedTempFile, output: &Path) -> Result<(), Error> {
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(output, &e))?;
+    temp.persist(output)
+        .map_err(|e| Error::io(output, &e.error))?;
+    Ok(())
+}
+
 /// Writes the tree as a tar (or gzip'd tar) archive: entries `./…` in byte order, `/proc` and
 /// `/sys` left out, numeric owners (`owner`, the uid/gid the tree was built as without root,
 /// is written as 0), mtimes clamped to `epoch`, hard links as links, and a gzip header with
@@ -140,18 +165,7 @@ pub fn write_tar(
     epoch: Option<i64>,
     owner: Option<(u32, u32)>,
 ) -> Result<(), Error> {
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, &e))?;
-    crate::build::use_default_mode(temp.as_file(), output)?;
-    let file = BufWriter::with_capacity(
-        1 << 20,
-        temp.as_file()
-            .try_clone()
-            .map_err(|e| Error::io(output, &e))?,
-    );
+    let (temp, file) = staged_output(output)?;
     let sink: Box<dyn Write> = if gzip {
         Box::new(
             flate2::GzBuilder::new()
@@ -254,12 +268,7 @@ pub fn write_tar(
     let mut sink = archive.into_inner().map_err(|e| Error::io(output, &e))?;
     sink.flush().map_err(|e| Error::io(output, &e))?;
     drop(sink);
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(output, &e))?;
-    temp.persist(output)
-        .map_err(|e| Error::io(output, &e.error))?;
-    Ok(())
+    persist_output(temp, output)
 }
 
 /// Writes the tree as a gzip'd cpio archive in the kernel's `newc` format: an initramfs.
@@ -272,18 +281,7 @@ pub fn write_initramfs(
     epoch: Option<i64>,
     owner: Option<(u32, u32)>,
 ) -> Result<(), Error> {
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, &e))?;
-    crate::build::use_default_mode(temp.as_file(), output)?;
-    let file = BufWriter::with_capacity(
-        1 << 20,
-        temp.as_file()
-            .try_clone()
-            .map_err(|e| Error::io(output, &e))?,
-    );
+    let (temp, file) = staged_output(output)?;
     let mut sink = flate2::GzBuilder::new()
         .mtime(0)
         .write(file, flate2::Compression::new(6));
@@ -370,12 +368,7 @@ pub fn write_initramfs(
     let mut file = sink.finish().map_err(|e| Error::io(output, &e))?;
     file.flush().map_err(|e| Error::io(output, &e))?;
     drop(file);
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(output, &e))?;
-    temp.persist(output)
-        .map_err(|e| Error::io(output, &e.error))?;
-    Ok(())
+    persist_output(temp, output)
 }
 
 /// The newest kernel and its initrd in the tree's `/boot` (`vmlinuz-<version>`,
