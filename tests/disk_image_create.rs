@@ -465,6 +465,8 @@ fn package_installs_go_through_the_image_package_manager() {
         element.join("root.d/20-recording-apt"),
         "#!/bin/bash\nset -eu\nmkdir -p \"$TARGET_ROOT/usr/bin\" \"$TARGET_ROOT/var/lib\"\n\
          printf '#!/bin/bash\\necho \"$*\" >> /var/lib/apt-calls\\n' > \"$TARGET_ROOT/usr/bin/apt-get\"\n\
+         printf '[ \"$2\" != update ] || { mkdir -p /var/lib/apt/lists; : > /var/lib/apt/lists/x_Packages; }\\n' \
+         >> \"$TARGET_ROOT/usr/bin/apt-get\"\n\
          chmod +x \"$TARGET_ROOT/usr/bin/apt-get\"\n",
     )
     .unwrap();
@@ -497,7 +499,8 @@ fn package_installs_go_through_the_image_package_manager() {
     );
     assert_eq!(
         calls,
-        "-y install --no-install-recommends wget\n\
+        "-y update\n\
+         -y install --no-install-recommends wget\n\
          -y install --no-install-recommends vim-tiny gcc\n\
          -y purge gcc\n\
          -y install --no-install-recommends less file\n"
