@@ -219,6 +219,13 @@ fn check_outputs(build: &Build) {
     let listing = run_ok(Command::new("tar").arg("-tvf").arg(&tar));
     assert!(listing.contains("etc/dib-demo/phases"), "{listing}");
     assert!(!listing.lines().any(|l| l.contains(" proc/")), "{listing}");
+    // No device node of the host's /dev found its way in.
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.starts_with('c') || l.starts_with('b')),
+        "{listing}"
+    );
     assert!(!listing.lines().any(|l| l.contains(" sys/")), "{listing}");
     let from_tar = run_ok(
         Command::new("tar")
@@ -821,5 +828,23 @@ fn logfile_takes_everything_and_the_terminal_stays_quiet() {
     assert!(
         text.contains("[INFO] Build completed successfully"),
         "{text}"
+    );
+}
+
+/// The bundled block-device-efi element: its layout is found in the element, and the image
+/// is sized with the 525 MiB upstream adds for an EFI layout.
+#[test]
+fn block_device_efi_element_sizes_for_the_esp() {
+    let dir = shared_tempdir();
+    let mut build = Build::new(dir.path(), &["host-minimal", "block-device-efi"]);
+    build.types = "raw";
+    assert!(build.run().status.success());
+    let raw = build.path("raw");
+    assert!(std::fs::metadata(&raw).unwrap().len() > (525 + 64) << 20);
+    let json = run_ok(Command::new("sfdisk").arg("--json").arg(&raw));
+    assert_eq!(json.matches("\"start\":").count(), 3, "{json}");
+    assert!(
+        json.contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "{json}"
     );
 }
