@@ -359,7 +359,11 @@ pub fn dry_run(options: &BuildOptions) -> Result<DryRun, Error> {
                     continue;
                 }
                 if let Some(first) = hooks.get(&name) {
-                    return Err(duplicate_hook(phase, &name, first, &element.name));
+                    return Err(phases::duplicate_hook(
+                        &Path::new(&phase.dir_name()).join(&name),
+                        first,
+                        &element.name,
+                    ));
                 }
                 hooks.insert(name, element.name.clone());
             }
@@ -379,16 +383,13 @@ pub fn dry_run(options: &BuildOptions) -> Result<DryRun, Error> {
     }
     let refs: Vec<&Element> = elements.iter().collect();
     let config = image::block_device_config(options, &refs)?;
-    report.block_device_order = image::node_order(&config)?;
+    report.block_device_order = config
+        .graph
+        .order()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     Ok(report)
-}
-
-fn duplicate_hook(phase: Phase, name: &std::ffi::OsStr, first: &str, second: &str) -> Error {
-    Error::Build(format!(
-        "There is a duplicated hook in your elements: /{}/{} (in elements {first} and {second})",
-        phase.dir_name(),
-        name.to_string_lossy()
-    ))
 }
 
 /// A temporary folder removed on drop, even when the build left read-only folders in it.
@@ -683,7 +684,7 @@ impl Builder<'_> {
         let needs_disk = options.types.iter().any(OutputType::needs_disk);
         if needs_disk {
             self.step("writing fstab", |b| {
-                let fstab = image::fstab(&disk_config)?;
+                let fstab = disk_config.graph.fstab();
                 let etc = b.root.join("etc");
                 std::fs::create_dir_all(&etc).map_err(|e| Error::io(&etc, &e))?;
                 write_atomically(&etc.join("fstab"), fstab.as_bytes())
@@ -811,11 +812,10 @@ impl Builder<'_> {
             }
             _ => std::process::Command::new("bash"),
         };
-        let phase = phases::ROOT;
-        let env = self.hook_environment(if side == Side::Chroot {
-            phases::INSTALL
-        } else {
-            phase
+        // A shell at a break point sees what a hook of that side sees.
+        let env = self.hook_environment(match side {
+            Side::Host => phases::ROOT,
+            Side::Chroot => phases::INSTALL,
         });
         command.env_clear().envs(env);
         if side == Side::Chroot {

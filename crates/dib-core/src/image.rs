@@ -689,21 +689,6 @@ pub fn block_device_config(
     Ok(DiskConfig { graph, source })
 }
 
-/// The block-device nodes in the order they are created.
-pub fn node_order(config: &DiskConfig) -> Result<Vec<String>, Error> {
-    Ok(config
-        .graph
-        .order()
-        .into_iter()
-        .map(str::to_owned)
-        .collect())
-}
-
-/// `etc/fstab` of the image: one `LABEL=…` line per mounted filesystem.
-pub fn fstab(config: &DiskConfig) -> Result<String, Error> {
-    Ok(config.graph.fstab())
-}
-
 /// What the disk assembly needs.
 #[derive(Debug)]
 pub struct DiskRequest<'a> {

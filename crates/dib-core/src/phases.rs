@@ -134,16 +134,20 @@ fn merge_dir(
             continue;
         }
         if let Some(first) = assembly.owners.get(&rel) {
-            return Err(Error::Build(format!(
-                "There is a duplicated hook in your elements: /{} (in elements {first} and {})",
-                rel.display(),
-                element.name
-            )));
+            return Err(duplicate_hook(&rel, first, &element.name));
         }
         copy_entry(&path, &to.join(&name))?;
         assembly.owners.insert(rel, element.name.clone());
     }
     Ok(())
+}
+
+/// Upstream's message for a file two elements ship in the same folder, naming both elements.
+pub(crate) fn duplicate_hook(relative: &Path, first: &str, second: &str) -> Error {
+    Error::Build(format!(
+        "There is a duplicated hook in your elements: /{} (in elements {first} and {second})",
+        relative.display()
+    ))
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<(std::ffi::OsString, PathBuf)>, Error> {

@@ -13,7 +13,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// How the child gets the right to mount and chroot.
@@ -108,13 +108,6 @@ impl Sandbox {
             bind(hooks, "tmp/in_target.d", true)?;
         }
         Ok(sandbox)
-    }
-
-    /// The root this sandbox chroots into, if any.
-    pub fn root(&self) -> Option<PathBuf> {
-        self.root
-            .as_ref()
-            .map(|r| PathBuf::from(std::ffi::OsStr::from_bytes(r.as_bytes())))
     }
 
     /// Enters the namespaces and the chroot. Call only in a freshly forked child.
