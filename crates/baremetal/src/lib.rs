@@ -24,6 +24,8 @@ pub mod boot;
 pub mod error;
 pub mod inventory;
 pub mod node;
+#[cfg(feature = "power")]
+pub mod power;
 pub mod secret;
 pub mod states;
 pub mod store;
