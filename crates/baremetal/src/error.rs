@@ -96,6 +96,15 @@ pub enum Error {
         source: crate::power::BmcError,
     },
 
+    /// A provision operation that failed on the way; the node is left in `state` with
+    /// `message` as its `last_error`.
+    #[error("node {node}: {message} (now \"{state}\")")]
+    Failed {
+        node: String,
+        state: State,
+        message: String,
+    },
+
     #[cfg(feature = "sqlite")]
     #[error("{}: {action}: {source}", path.display())]
     Database {

@@ -478,6 +478,78 @@ impl Node {
         Ok(to)
     }
 
+    /// The node as Ironic's API shows it (`GET /v1/nodes/{id}` fields, plus `ports` and
+    /// `history`), with every credential replaced by `******` as Ironic masks them.
+    pub fn to_redacted_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        fn value(v: &Value) -> serde_json::Value {
+            match v {
+                Value::Null => serde_json::Value::Null,
+                Value::Bool(b) => json!(b),
+                Value::Int(i) => json!(i),
+                Value::Float(x) => json!(x),
+                Value::Text(s) => json!(s),
+                Value::Secret(_) => json!("******"),
+                Value::List(items) => items.iter().map(value).collect(),
+                Value::Map(m) => map(m),
+            }
+        }
+        fn map(m: &BTreeMap<String, Value>) -> serde_json::Value {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+        }
+        let p = &self.properties;
+        let mut properties = match map(&p.other) {
+            serde_json::Value::Object(o) => o,
+            _ => serde_json::Map::new(),
+        };
+        for (key, v) in [
+            ("cpus", json!(p.cpus)),
+            ("memory_mb", json!(p.memory_mb)),
+            ("local_gb", json!(p.local_gb)),
+            ("cpu_arch", json!(p.cpu_arch)),
+        ] {
+            if !v.is_null() {
+                properties.insert(key.to_owned(), v);
+            }
+        }
+        if !p.capabilities.is_empty() {
+            properties.insert("capabilities".to_owned(), json!(p.capabilities_string()));
+        }
+        if let Some(root) = &p.root_device {
+            properties.insert("root_device".to_owned(), map(root));
+        }
+        json!({
+            "uuid": self.uuid.to_string(),
+            "name": self.name,
+            "driver": self.driver,
+            "driver_info": map(&self.driver_info),
+            "resource_class": self.resource_class,
+            "conductor_group": self.conductor_group.clone().unwrap_or_default(),
+            "properties": properties,
+            "provision_state": self.provision_state.as_str(),
+            "target_provision_state": self.target_provision_state.map(State::as_str),
+            "power_state": self.power_state.map(PowerState::as_str),
+            "target_power_state": self.target_power_state.map(PowerState::as_str),
+            "last_error": self.last_error,
+            "maintenance": self.maintenance,
+            "maintenance_reason": self.maintenance_reason,
+            "instance_info": map(&self.instance_info),
+            "extra": map(&self.extra),
+            "ports": self.ports.iter().map(|port| json!({
+                "address": port.address.to_string(),
+                "pxe_enabled": port.pxe_enabled,
+                "physical_network": port.physical_network,
+                "local_link_connection": map(&port.local_link_connection),
+            })).collect::<Vec<_>>(),
+            "history": self.history.iter().map(|h| json!({
+                "at": h.at,
+                "severity": h.severity.as_str(),
+                "event_type": h.event_type,
+                "message": h.message,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
     /// Records a power state read or reached; a change is written to the history.
     pub fn set_power_state(&mut self, power: PowerState, at: u64) {
         if self.power_state != Some(power) {

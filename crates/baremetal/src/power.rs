@@ -255,7 +255,8 @@ pub struct Policy {
     pub power_timeout: Duration,
     /// How long one command is retried on retryable errors (`command_retry_timeout`, 60 s).
     pub command_retry_timeout: Duration,
-    /// One BMC request may take this long before it counts as a (retryable) timeout.
+    /// One BMC request may take this long (and never longer than what is left of
+    /// `command_retry_timeout`) before it counts as a (retryable) timeout.
     pub request_timeout: Duration,
     /// First wait between two power-state polls or two retries; doubles up to `max_backoff`,
     /// each wait jittered by ±25 %.
@@ -395,7 +396,10 @@ impl Controller {
         Fut: Future<Output = Result<T, BmcError>> + 'a,
     {
         let key = driver.bmc_key();
-        let gap = self.policy.min_interval.unwrap_or_else(|| driver.min_interval());
+        let gap = self
+            .policy
+            .min_interval
+            .unwrap_or_else(|| driver.min_interval());
         let deadline = Instant::now() + self.policy.command_retry_timeout;
         let mut backoff = Backoff::new(self.policy.first_backoff, self.policy.max_backoff, &key);
         let mut attempts = 0u32;
@@ -403,11 +407,17 @@ impl Controller {
             attempts += 1;
             let result = {
                 let _turn = self.slots.turn(key.clone(), gap).await;
-                match tokio::time::timeout(self.policy.request_timeout, call(driver)).await {
+                // No single request outlives the command's deadline.
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let limit = self
+                    .policy
+                    .request_timeout
+                    .min(remaining.max(Duration::from_millis(1)));
+                match tokio::time::timeout(limit, call(driver)).await {
                     Ok(result) => result,
                     Err(_) => Err(BmcError::retryable(format!(
                         "{key}: no answer to {what} within {} s",
-                        self.policy.request_timeout.as_secs_f64()
+                        limit.as_secs_f64()
                     ))),
                 }
             };
@@ -418,7 +428,11 @@ impl Controller {
                     if Instant::now() + wait >= deadline {
                         return Err(BmcError::new(
                             ErrorKind::Timeout,
-                            format!("{what} failed after {attempts} attempts: {}", e.message),
+                            format!(
+                                "{what} failed after {attempts} attempt{}: {}",
+                                if attempts == 1 { "" } else { "s" },
+                                e.message
+                            ),
                         ));
                     }
                     tokio::time::sleep(wait).await;
@@ -430,7 +444,8 @@ impl Controller {
 
     /// Reads the power state (with retries).
     pub async fn power_state(&self, driver: &dyn PowerDriver) -> Result<PowerState, BmcError> {
-        self.command(driver, "power status", |d| d.power_state()).await
+        self.command(driver, "power status", |d| d.power_state())
+            .await
     }
 
     /// Performs a power action and waits until the machine reports the target state. `On` and
@@ -632,7 +647,12 @@ pub(crate) fn optional_info<'n>(node: &'n Node, field: &str) -> Option<&'n str> 
 
 /// The node's boot mode from its `boot_mode` capability.
 pub fn boot_mode(node: &Node) -> Option<BootMode> {
-    match node.properties.capabilities.get("boot_mode").map(String::as_str) {
+    match node
+        .properties
+        .capabilities
+        .get("boot_mode")
+        .map(String::as_str)
+    {
         Some("uefi") => Some(BootMode::Uefi),
         Some("bios") => Some(BootMode::Bios),
         _ => None,
@@ -650,7 +670,10 @@ mod tests {
         let nominal = [100, 200, 400, 800, 800, 800];
         for (w, n) in waits.iter().zip(nominal) {
             let n = Duration::from_millis(n);
-            assert!(*w >= n.mul_f64(0.75) && *w <= n.mul_f64(1.25), "{w:?} vs {n:?}");
+            assert!(
+                *w >= n.mul_f64(0.75) && *w <= n.mul_f64(1.25),
+                "{w:?} vs {n:?}"
+            );
         }
     }
 
