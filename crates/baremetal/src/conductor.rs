@@ -1,0 +1,378 @@
+//! The conductor: what happens to a stored node when someone asks for a power action, a boot
+//! device or a provision verb. It reads the node from a [`NodeStore`], drives its BMC through
+//! the [`Controller`], and writes every step back (target state first, then the outcome), so
+//! another process reading the store sees an operation in flight and, after a failure, a node
+//! that says what went wrong (`last_error`, a failed provision state, an error in its history).
+//!
+//! Verbs follow Ironic's state machine:
+//! - `manage` from `enroll` goes through `verifying`: the BMC must answer a power-status
+//!   request; if it does not, the node returns to `enroll` with the reason in `last_error`.
+//! - `provide` goes through `cleaning` to `available`. Automated cleaning needs the deploy
+//!   agent (a later piece): it is skipped, and the history says so.
+//! - `inspect` goes through `inspecting`: out-of-band, it checks the BMC answers and records
+//!   the power state; failure leaves `inspect failed`.
+//! - `deploy` needs `instance_info.image_source`; it sets PXE for the next boot, powers the
+//!   machine on (or reboots it) and leaves it in `wait call-back` for the deploy agent.
+//! - `undeploy` powers the machine off and goes through `deleting` and `cleaning` to
+//!   `available`; a BMC failure leaves `error`.
+//! - `abort` stops a waiting operation (`wait call-back` → `deploy failed`, …).
+//!
+//! Not here: the deploy agent and its call-back, cleaning steps, in-band inspection.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::node::{HistoryEntry, Node, PowerState, Severity};
+use crate::power::{
+    boot_mode, driver_for, BmcError, BootDevice, BootReadback, BootSetting, Controller,
+    DriverOptions, PowerAction, PowerDriver, PowerOutcome,
+};
+use crate::states::{Event, State};
+use crate::store::{modify, NodeStore};
+use crate::Error;
+
+/// Seconds since the epoch, for history entries.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How many times a store update is retried when another process wrote in between.
+const ATTEMPTS: u32 = 10;
+
+/// Drives stored nodes. Cheap to clone; clones share the controller's per-BMC state.
+#[derive(Clone)]
+pub struct Conductor {
+    store: Arc<dyn NodeStore>,
+    controller: Controller,
+    options: DriverOptions,
+}
+
+impl std::fmt::Debug for Conductor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conductor")
+            .field("controller", &self.controller)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conductor {
+    pub fn new(store: Arc<dyn NodeStore>, controller: Controller, options: DriverOptions) -> Self {
+        Conductor {
+            store,
+            controller,
+            options,
+        }
+    }
+
+    pub fn store(&self) -> &dyn NodeStore {
+        self.store.as_ref()
+    }
+
+    fn update(&self, id: &str, change: impl FnMut(&mut Node)) -> Result<Node, Error> {
+        let mut change = change;
+        modify(self.store.as_ref(), id, ATTEMPTS, |n| {
+            change(n);
+            Ok(())
+        })
+        .map(|v| v.node)
+    }
+
+    fn driver(&self, node: &Node) -> Result<Arc<dyn PowerDriver>, Error> {
+        driver_for(node, &self.options)
+    }
+
+    fn wrap(node: &Node, source: BmcError) -> Error {
+        Error::Power {
+            node: node.ident(),
+            source,
+        }
+    }
+
+    /// Reads the power state from the BMC and records it.
+    pub async fn power_status(&self, id: &str) -> Result<Node, Error> {
+        let node = self.store.get(id)?.node;
+        let driver = self.driver(&node)?;
+        match self.controller.power_state(driver.as_ref()).await {
+            Ok(state) => self.update(id, |n| n.set_power_state(state, now())),
+            Err(e) => {
+                let message = format!("power status failed: {}", e.message);
+                self.update(id, |n| record_power_failure(n, &message))?;
+                Err(Self::wrap(&node, e))
+            }
+        }
+    }
+
+    /// Performs a power action and waits for the machine to reach the state. While it runs
+    /// the stored node shows `target_power_state`; afterwards either the new `power_state`,
+    /// or `last_error`, an unknown power state and an error in the history.
+    pub async fn power(
+        &self,
+        id: &str,
+        action: PowerAction,
+    ) -> Result<(Node, PowerOutcome), Error> {
+        let node = self.store.get(id)?.node;
+        let driver = self.driver(&node)?;
+        self.update(id, |n| n.target_power_state = Some(action.transitional()))?;
+        match self.controller.set_power(driver.as_ref(), action).await {
+            Ok(outcome) => {
+                let node = self.update(id, |n| {
+                    n.target_power_state = None;
+                    n.last_error = None;
+                    n.set_power_state(outcome.after, now());
+                })?;
+                Ok((node, outcome))
+            }
+            Err(e) => {
+                let message = format!("{action} failed: {}", e.message);
+                self.update(id, |n| record_power_failure(n, &message))?;
+                Err(Self::wrap(&node, e))
+            }
+        }
+    }
+
+    /// Sets the boot device and returns what the BMC reports afterwards.
+    pub async fn set_boot_device(
+        &self,
+        id: &str,
+        device: BootDevice,
+        persistent: bool,
+    ) -> Result<BootReadback, Error> {
+        let node = self.store.get(id)?.node;
+        let driver = self.driver(&node)?;
+        let setting = BootSetting {
+            device,
+            persistent,
+            mode: boot_mode(&node),
+        };
+        match self
+            .controller
+            .set_boot_device(driver.as_ref(), setting)
+            .await
+        {
+            Ok(readback) => {
+                self.update(id, |n| {
+                    n.history.push(HistoryEntry {
+                        at: now(),
+                        severity: Severity::Info,
+                        event_type: "management".to_owned(),
+                        message: format!(
+                            "boot device set to {device}{}",
+                            if persistent { " (persistent)" } else { "" }
+                        ),
+                    });
+                })?;
+                Ok(readback)
+            }
+            Err(e) => {
+                let message = format!("setting boot device {device} failed: {}", e.message);
+                self.update(id, |n| {
+                    n.last_error = Some(message.clone());
+                    n.history.push(error_entry("management", &message));
+                })?;
+                Err(Self::wrap(&node, e))
+            }
+        }
+    }
+
+    /// The boot device as the BMC reports it.
+    pub async fn boot_device(&self, id: &str) -> Result<BootReadback, Error> {
+        let node = self.store.get(id)?.node;
+        let driver = self.driver(&node)?;
+        self.controller
+            .boot_device(driver.as_ref())
+            .await
+            .map_err(|e| Self::wrap(&node, e))
+    }
+
+    /// Applies a client event and whatever work it starts; returns the node as stored at the
+    /// end. An event the state machine does not allow is refused with Ironic's wording and
+    /// changes nothing.
+    pub async fn provision(&self, id: &str, event: Event) -> Result<Node, Error> {
+        let node = self.store.get(id)?.node;
+        // Check before touching anything.
+        crate::states::next(node.provision_state, event).map_err(|_| Error::InvalidTransition {
+            node: Some(node.uuid.to_string()),
+            event,
+            state: node.provision_state,
+        })?;
+        if event == Event::Deploy {
+            let has_image = node
+                .instance_info
+                .get("image_source")
+                .and_then(crate::node::Value::as_str)
+                .is_some_and(|s| !s.is_empty());
+            if !has_image {
+                return Err(Error::InvalidNode {
+                    node: node.ident(),
+                    field: "instance_info",
+                    message: "cannot deploy: image_source is missing".to_owned(),
+                });
+            }
+        }
+        let node = self.apply(id, event, None)?;
+        match (event, node.provision_state) {
+            (Event::Manage, State::Verifying) => match self.check_bmc(&node).await {
+                Ok(power) => self.finish(id, Event::Done, Some(power)),
+                Err(message) => self.fail(id, &message),
+            },
+            (Event::Provide, State::Cleaning) | (Event::Clean, State::Cleaning) => {
+                self.note(id, "automated cleaning skipped: no deploy agent yet")?;
+                self.finish(id, Event::Done, None)
+            }
+            (Event::Inspect, State::Inspecting) => match self.check_bmc(&node).await {
+                Ok(power) => self.finish(id, Event::Done, Some(power)),
+                Err(message) => self.fail(id, &message),
+            },
+            (Event::Deploy | Event::Rebuild, State::Deploying) => {
+                match self.boot_for_deploy(&node).await {
+                    Ok(power) => self.finish(id, Event::Wait, Some(power)),
+                    Err(message) => self.fail(id, &message),
+                }
+            }
+            (Event::Delete, State::Deleting) => match self.power_off(&node).await {
+                Ok(power) => {
+                    self.finish(id, Event::Clean, Some(power))?;
+                    self.note(id, "automated cleaning skipped: no deploy agent yet")?;
+                    self.finish(id, Event::Done, None)
+                }
+                Err(message) => self.fail(id, &message),
+            },
+            _ => Ok(node),
+        }
+    }
+
+    fn apply(&self, id: &str, event: Event, message: Option<&str>) -> Result<Node, Error> {
+        let mut result = Ok(());
+        let node = modify(self.store.as_ref(), id, ATTEMPTS, |n| {
+            result = n.apply(event, now(), message).map(drop);
+            Ok(())
+        })?
+        .node;
+        result.map(|()| node)
+    }
+
+    fn finish(&self, id: &str, event: Event, power: Option<PowerState>) -> Result<Node, Error> {
+        let node = self.apply(id, event, None)?;
+        match power {
+            Some(p) => self.update(id, |n| n.set_power_state(p, now())),
+            None => Ok(node),
+        }
+    }
+
+    /// Moves the node along `fail` with the message as `last_error`, then reports it.
+    fn fail(&self, id: &str, message: &str) -> Result<Node, Error> {
+        let node = self.apply(id, Event::Fail, Some(message))?;
+        Err(Error::Failed {
+            node: node.ident(),
+            state: node.provision_state,
+            message: message.to_owned(),
+        })
+    }
+
+    fn note(&self, id: &str, message: &str) -> Result<Node, Error> {
+        self.update(id, |n| {
+            n.history.push(HistoryEntry {
+                at: now(),
+                severity: Severity::Info,
+                event_type: "provisioning".to_owned(),
+                message: message.to_owned(),
+            });
+        })
+    }
+
+    /// The BMC answers with a power state, or the reason it does not.
+    async fn check_bmc(&self, node: &Node) -> Result<PowerState, String> {
+        let driver = self.driver(node).map_err(|e| e.to_string())?;
+        self.controller
+            .power_state(driver.as_ref())
+            .await
+            .map_err(|e| format!("the BMC does not answer: {}", e.message))
+    }
+
+    async fn boot_for_deploy(&self, node: &Node) -> Result<PowerState, String> {
+        let driver = self.driver(node).map_err(|e| e.to_string())?;
+        let setting = BootSetting {
+            device: BootDevice::Pxe,
+            persistent: false,
+            mode: boot_mode(node),
+        };
+        self.controller
+            .set_boot_device(driver.as_ref(), setting)
+            .await
+            .map_err(|e| format!("setting boot device pxe failed: {}", e.message))?;
+        // A running machine is rebooted so that it boots from the network now.
+        self.controller
+            .set_power(driver.as_ref(), PowerAction::Reboot)
+            .await
+            .map(|o| o.after)
+            .map_err(|e| format!("reboot failed: {}", e.message))
+    }
+
+    async fn power_off(&self, node: &Node) -> Result<PowerState, String> {
+        let driver = self.driver(node).map_err(|e| e.to_string())?;
+        self.controller
+            .set_power(driver.as_ref(), PowerAction::Off)
+            .await
+            .map(|o| o.after)
+            .map_err(|e| format!("power off failed: {}", e.message))
+    }
+
+    /// Runs `action` on several nodes at once (at most `concurrency`), reporting each result
+    /// to `done` as it comes; returns the results in input order.
+    pub async fn power_many(
+        &self,
+        ids: &[String],
+        action: PowerAction,
+        concurrency: usize,
+        done: impl Fn(&str, &Result<(Node, PowerOutcome), Error>) + Send + Sync + 'static,
+    ) -> Vec<Result<(Node, PowerOutcome), Error>> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let done = Arc::new(done);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, id) in ids.iter().enumerate() {
+            let (this, id, permits, done) = (
+                self.clone(),
+                id.clone(),
+                Arc::clone(&permits),
+                Arc::clone(&done),
+            );
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = this.power(&id, action).await;
+                done(&id, &result);
+                (index, result)
+            });
+        }
+        let mut results: Vec<Option<_>> = ids.iter().map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((index, result)) => results[index] = Some(result),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every task reported"))
+            .collect()
+    }
+}
+
+fn error_entry(event_type: &str, message: &str) -> HistoryEntry {
+    HistoryEntry {
+        at: now(),
+        severity: Severity::Error,
+        event_type: event_type.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// After a failed power operation the machine's state is not known: Ironic records `None`.
+fn record_power_failure(node: &mut Node, message: &str) {
+    node.target_power_state = None;
+    node.power_state = None;
+    node.last_error = Some(message.to_owned());
+    node.history.push(error_entry("power", message));
+}
