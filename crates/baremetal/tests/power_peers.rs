@@ -526,3 +526,55 @@ fn an_ipmi_bmc_that_never_answers_times_out() {
     );
     assert!(!err.message.contains(PASSWORD));
 }
+
+/// An ipmitool whose default cipher suite is 17 (as some builds and BMC pairings choose),
+/// against pyghmi, which offers only suite 3: the driver falls back and keeps suite 3.
+#[test]
+fn ipmi_falls_back_to_a_cipher_suite_the_bmc_offers() {
+    let bmc = start_fakebmc();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("argv.log");
+    let wrapper = dir.path().join("ipmitool");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\ncase \" $* \" in *\" -C \"*) exec ipmitool \"$@\";; esac\nexec ipmitool -C 17 \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let options = DriverOptions {
+        ipmitool: Some(wrapper),
+        ..DriverOptions::default()
+    };
+    let driver = driver_for(&ipmi_node(bmc.port, "admin", PASSWORD), &options).unwrap();
+    let controller = Controller::new(policy());
+    let rt = runtime();
+    assert_eq!(
+        rt.block_on(controller.power_state(driver.as_ref()))
+            .unwrap(),
+        PowerState::Off
+    );
+    assert_eq!(
+        rt.block_on(controller.power_state(driver.as_ref()))
+            .unwrap(),
+        PowerState::Off
+    );
+    let suites: Vec<Option<String>> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .skip_while(|w| *w != "-C")
+                .nth(1)
+                .map(str::to_owned)
+        })
+        .collect();
+    // Default (17 here) refused, 17 refused, 3 accepted; the next command starts with 3.
+    assert_eq!(
+        suites,
+        [None, Some("17".into()), Some("3".into()), Some("3".into())]
+    );
+}
