@@ -70,15 +70,21 @@ fn enroll_power_boot_and_deploy_against_real_bmcs() {
             {"name": "ipmi-0", "pm_type": "ipmi", "pm_addr": "127.0.0.1", "pm_port": bmc.port,
              "pm_user": "admin", "pm_password": PASSWORD,
              "mac": ["52:54:00:aa:cc:01"]},
+            {"name": "rf-2", "pm_type": "redfish", "pm_addr": sushy.origin,
+             "pm_system_id": format!("/redfish/v1/Systems/{NODE2}"),
+             "pm_user": "admin", "pm_password": PASSWORD},
         ]})
         .to_string(),
     )
     .unwrap();
     let imported = ok(&state, &["node", "import", inventory.to_str().unwrap()]);
-    assert_eq!(imported, "ipmi-0: enrolled\nrf-0: enrolled\n");
+    assert_eq!(
+        imported,
+        "ipmi-0: enrolled\nrf-0: enrolled\nrf-2: enrolled\n"
+    );
     // Importing again updates, never duplicates.
     let again = ok(&state, &["node", "import", inventory.to_str().unwrap()]);
-    assert_eq!(again, "ipmi-0: updated\nrf-0: updated\n");
+    assert_eq!(again, "ipmi-0: updated\nrf-0: updated\nrf-2: updated\n");
 
     let list: Value = serde_json::from_str(&ok(&state, &["node", "list", "-f", "json"])).unwrap();
     let names: Vec<&str> = list
@@ -87,14 +93,37 @@ fn enroll_power_boot_and_deploy_against_real_bmcs() {
         .iter()
         .map(|n| n["Name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 2);
-    assert!(names.contains(&"rf-0") && names.contains(&"ipmi-0"));
+    assert_eq!(names.len(), 3);
+    assert!(names.contains(&"rf-0") && names.contains(&"ipmi-0") && names.contains(&"rf-2"));
     let rf = show(&state, "rf-0");
     assert_eq!(rf["driver_info"]["redfish_password"], "******");
     assert_eq!(rf["provision_state"], "enroll");
 
     // Both BMCs at once.
-    ok(&state, &["node", "manage", "rf-0", "ipmi-0"]);
+    ok(&state, &["node", "manage", "rf-0", "ipmi-0", "rf-2"]);
+
+    // Out-of-band inspection: Redfish reports node-2's NICs, which become its ports; IPMI
+    // cannot inspect, so only its answer is checked.
+    ok(&state, &["node", "inspect", "rf-2", "ipmi-0"]);
+    let rf2 = show(&state, "rf-2");
+    assert_eq!(rf2["provision_state"], "manageable");
+    let ports: Vec<&str> = rf2["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(ports, ["52:54:00:aa:bb:03", "52:54:00:aa:bc:03"]);
+    let ipmi = show(&state, "ipmi-0");
+    assert_eq!(ipmi["provision_state"], "manageable");
+    assert!(ipmi["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("out-of-band inspection is not supported")));
     ok(&state, &["node", "power", "on", "rf-0", "ipmi-0"]);
     assert_eq!(sushy_system(&sushy.origin, NODE0)["PowerState"], "On");
     assert_eq!(ipmitool_power(bmc.port), "Chassis Power is on");

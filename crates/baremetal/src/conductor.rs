@@ -9,8 +9,9 @@
 //!   request; if it does not, the node returns to `enroll` with the reason in `last_error`.
 //! - `provide` goes through `cleaning` to `available`. Automated cleaning needs the deploy
 //!   agent (a later piece): it is skipped, and the history says so.
-//! - `inspect` goes through `inspecting`: out-of-band, it checks the BMC answers and records
-//!   the power state; failure leaves `inspect failed`.
+//! - `inspect` goes through `inspecting`: out-of-band, the BMC must answer, and what it reports
+//!   (CPUs, memory, architecture, NICs; Redfish and QEMU report, IPMI cannot) fills the node's
+//!   properties, with a port for every NIC not known yet; failure leaves `inspect failed`.
 //! - `deploy` needs `instance_info.image_source`; it sets PXE for the next boot, powers the
 //!   machine on (or reboots it) and leaves it in `wait call-back` for the deploy agent.
 //! - `undeploy` powers the machine off and goes through `deleting` and `cleaning` to
@@ -22,10 +23,10 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::node::{HistoryEntry, Node, PowerState, Severity};
+use crate::node::{HistoryEntry, Node, Port, PowerState, Severity};
 use crate::power::{
     boot_mode, driver_for, BmcError, BootDevice, BootReadback, BootSetting, Controller,
-    DriverOptions, PowerAction, PowerDriver, PowerOutcome,
+    DriverOptions, ErrorKind, PowerAction, PowerDriver, PowerOutcome,
 };
 use crate::states::{Event, State};
 use crate::store::{modify, NodeStore};
@@ -222,8 +223,11 @@ impl Conductor {
                 self.note(id, "automated cleaning skipped: no deploy agent yet")?;
                 self.finish(id, Event::Done, None)
             }
-            (Event::Inspect, State::Inspecting) => match self.check_bmc(&node).await {
-                Ok(power) => self.finish(id, Event::Done, Some(power)),
+            (Event::Inspect, State::Inspecting) => match self.inspect_hardware(id, &node).await {
+                Ok((power, summary)) => {
+                    self.note(id, &summary)?;
+                    self.finish(id, Event::Done, Some(power))
+                }
                 Err(message) => self.fail(id, &message),
             },
             (Event::Deploy | Event::Rebuild, State::Deploying) => {
@@ -290,6 +294,56 @@ impl Conductor {
             .power_state(driver.as_ref())
             .await
             .map_err(|e| format!("the BMC does not answer: {}", e.message))
+    }
+
+    /// Out-of-band inspection: the BMC must answer; what it reports of the hardware fills the
+    /// node's properties, and NICs not known yet become ports. Returns the power state and a
+    /// summary for the history.
+    async fn inspect_hardware(
+        &self,
+        id: &str,
+        node: &Node,
+    ) -> Result<(PowerState, String), String> {
+        let power = self.check_bmc(node).await?;
+        let driver = self.driver(node).map_err(|e| e.to_string())?;
+        let hardware = match self.controller.inspect(driver.as_ref()).await {
+            Ok(hardware) => hardware,
+            Err(e) if e.kind == ErrorKind::Unsupported => {
+                return Ok((
+                    power,
+                    format!("inspection: the BMC answers ({power}); {}", e.message),
+                ))
+            }
+            Err(e) => return Err(format!("inspection failed: {}", e.message)),
+        };
+        let mut added = 0;
+        self.update(id, |n| {
+            let p = &mut n.properties;
+            p.cpus = hardware.cpus.or(p.cpus);
+            p.memory_mb = hardware.memory_mb.or(p.memory_mb);
+            if hardware.cpu_arch.is_some() {
+                p.cpu_arch.clone_from(&hardware.cpu_arch);
+            }
+            added = 0;
+            for mac in &hardware.macs {
+                if !n.ports.iter().any(|port| port.address == *mac) {
+                    n.ports.push(Port::new(*mac));
+                    added += 1;
+                }
+            }
+        })
+        .map_err(|e| format!("inspection: cannot record the hardware: {e}"))?;
+        let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_owned());
+        Ok((
+            power,
+            format!(
+                "inspection: {} CPUs, {} MiB, arch {}, {} NICs ({added} new ports)",
+                show(hardware.cpus.map(|c| c.to_string())),
+                show(hardware.memory_mb.map(|m| m.to_string())),
+                show(hardware.cpu_arch.clone()),
+                hardware.macs.len()
+            ),
+        ))
     }
 
     async fn boot_for_deploy(&self, node: &Node) -> Result<PowerState, String> {

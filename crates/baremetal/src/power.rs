@@ -246,6 +246,28 @@ pub trait PowerDriver: Send + Sync + fmt::Debug {
     async fn set_boot_device(&self, setting: BootSetting) -> Result<(), BmcError>;
 
     async fn boot_device(&self) -> Result<BootReadback, BmcError>;
+
+    /// What the BMC knows of the machine's hardware (out-of-band inspection). Protocols that
+    /// cannot tell (IPMI) answer [`ErrorKind::Unsupported`].
+    async fn inspect(&self) -> Result<Hardware, BmcError> {
+        Err(BmcError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{}: out-of-band inspection is not supported",
+                self.bmc_key()
+            ),
+        ))
+    }
+}
+
+/// Hardware facts from out-of-band inspection; `None` where the BMC does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hardware {
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub cpu_arch: Option<String>,
+    /// The network interfaces' MACs, in the BMC's order.
+    pub macs: Vec<crate::node::MacAddress>,
 }
 
 /// Deadlines and pacing of the [`Controller`]. The defaults are Ironic's.
@@ -541,6 +563,11 @@ impl Controller {
             ))),
             _ => Ok(readback),
         }
+    }
+
+    /// Out-of-band inspection (with retries).
+    pub async fn inspect(&self, driver: &dyn PowerDriver) -> Result<Hardware, BmcError> {
+        self.command(driver, "inspection", |d| d.inspect()).await
     }
 
     /// Reads the boot device (with retries).

@@ -152,6 +152,29 @@ fn redfish_power_and_boot_device_against_sushy() {
             assert_eq!(system["Boot"]["BootSourceOverrideTarget"], expected);
             assert_eq!(system["Boot"]["BootSourceOverrideMode"], "UEFI");
         }
+        // The emulator offers no BiosSetup: refused before anything is changed.
+        let err = controller
+            .set_boot_device(
+                driver(NODE2).as_ref(),
+                BootSetting {
+                    device: BootDevice::Bios,
+                    persistent: false,
+                    mode: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unsupported, "{err}");
+        assert!(
+            err.message.contains("does not offer boot device bios"),
+            "{err}"
+        );
+
+        // Out-of-band inspection finds node-2's two NICs.
+        let hardware = controller.inspect(driver(NODE2).as_ref()).await.unwrap();
+        let macs: Vec<String> = hardware.macs.iter().map(ToString::to_string).collect();
+        assert_eq!(macs, ["52:54:00:aa:bb:03", "52:54:00:aa:bc:03"]);
+
         let err = controller
             .set_boot_device(
                 driver(NODE2).as_ref(),

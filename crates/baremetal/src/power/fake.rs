@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{BmcError, BootReadback, BootSetting, ErrorKind, PowerAction, PowerDriver};
+use super::{BmcError, BootReadback, BootSetting, ErrorKind, Hardware, PowerAction, PowerDriver};
 use crate::node::PowerState;
 use crate::Secret;
 
@@ -25,6 +25,8 @@ pub struct FakeConfig {
     pub unreachable: bool,
     /// Report whether the boot device is persistent (pyghmi's and sushy's BMCs cannot).
     pub reports_persistence: bool,
+    /// What out-of-band inspection finds; `None`: inspection is unsupported.
+    pub hardware: Option<Hardware>,
 }
 
 #[derive(Debug)]
@@ -191,6 +193,19 @@ impl PowerDriver for FakeDriver {
             } else {
                 None
             },
+        })
+    }
+
+    async fn inspect(&self) -> Result<Hardware, BmcError> {
+        self.exchange().await?;
+        self.bmc.config.hardware.clone().ok_or_else(|| {
+            BmcError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{}: out-of-band inspection is not supported",
+                    self.bmc_key()
+                ),
+            )
         })
     }
 }

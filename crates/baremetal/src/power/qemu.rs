@@ -53,7 +53,7 @@ use tokio::net::UnixStream;
 
 use super::{
     optional_info, BmcError, BootDevice, BootMode, BootReadback, BootSetting, DriverOptions,
-    ErrorKind, PowerAction, PowerDriver,
+    ErrorKind, Hardware, PowerAction, PowerDriver,
 };
 use crate::node::{MacAddress, Node, PowerState};
 use crate::Error;
@@ -546,6 +546,16 @@ impl PowerDriver for QemuDriver {
         Ok(BootReadback {
             device: stored.map(|(device, _)| device),
             persistent: stored.map(|(_, persistent)| persistent),
+        })
+    }
+
+    /// The machine as this driver builds it: its CPUs, memory and NICs.
+    async fn inspect(&self) -> Result<Hardware, BmcError> {
+        Ok(Hardware {
+            cpus: Some(self.cpus),
+            memory_mb: Some(self.memory_mb),
+            cpu_arch: Some("x86_64".to_owned()),
+            macs: self.macs.clone(),
         })
     }
 }

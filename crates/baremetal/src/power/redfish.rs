@@ -24,9 +24,9 @@ use ureq::Agent;
 
 use super::{
     optional_info, required_info, BmcError, BootDevice, BootMode, BootReadback, BootSetting,
-    ErrorKind, PowerAction, PowerDriver,
+    ErrorKind, Hardware, PowerAction, PowerDriver,
 };
-use crate::node::{Node, PowerState, Value};
+use crate::node::{MacAddress, Node, PowerState, Value};
 use crate::{Error, Secret};
 
 /// A Redfish BMC and the system on it.
@@ -394,6 +394,21 @@ impl PowerDriver for RedfishDriver {
                 ))
             }
         };
+        // Refuse what the BMC says it does not offer, before changing anything.
+        let system = self.request("GET", path.clone(), None).await?;
+        if let Some(allowed) =
+            system["Boot"]["BootSourceOverrideTarget@Redfish.AllowableValues"].as_array()
+        {
+            if !allowed.iter().any(|v| v.as_str() == Some(target)) {
+                return Err(BmcError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{}{path}: the BMC does not offer boot device {} (BootSourceOverrideTarget {target})",
+                        self.http.origin, setting.device
+                    ),
+                ));
+            }
+        }
         let mut boot = json!({
             "BootSourceOverrideTarget": target,
             "BootSourceOverrideEnabled": if setting.persistent { "Continuous" } else { "Once" },
@@ -427,6 +442,59 @@ impl PowerDriver for RedfishDriver {
             _ => None,
         };
         Ok(BootReadback { device, persistent })
+    }
+
+    /// `ProcessorSummary.Count`, `MemorySummary.TotalSystemMemoryGiB`, the first processor's
+    /// `InstructionSet`, and the MACs of `EthernetInterfaces`.
+    async fn inspect(&self) -> Result<Hardware, BmcError> {
+        let path = self.system_path().await?;
+        let system = self.request("GET", path.clone(), None).await?;
+        let mut hardware = Hardware {
+            cpus: system["ProcessorSummary"]["Count"]
+                .as_u64()
+                .and_then(|c| u32::try_from(c).ok())
+                .filter(|c| *c > 0),
+            memory_mb: system["MemorySummary"]["TotalSystemMemoryGiB"]
+                .as_f64()
+                .filter(|g| *g > 0.0)
+                .map(|g| (g * 1024.0).round() as u64),
+            ..Hardware::default()
+        };
+        if let Some(processors) = system["Processors"]["@odata.id"].as_str() {
+            let collection = self.request("GET", processors.to_owned(), None).await?;
+            if let Some(first) = collection["Members"][0]["@odata.id"].as_str() {
+                let cpu = self.request("GET", first.to_owned(), None).await?;
+                hardware.cpu_arch = match cpu["InstructionSet"].as_str() {
+                    Some("x86-64") => Some("x86_64".to_owned()),
+                    Some("ARM-A64") => Some("aarch64".to_owned()),
+                    Some("PowerISA") => Some("ppc64le".to_owned()),
+                    _ => None,
+                };
+            }
+        }
+        if let Some(nics) = system["EthernetInterfaces"]["@odata.id"].as_str() {
+            let collection = self.request("GET", nics.to_owned(), None).await?;
+            let members: Vec<String> = collection["Members"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|n| n["@odata.id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for member in members {
+                let nic = self.request("GET", member, None).await?;
+                let mac = nic["MACAddress"]
+                    .as_str()
+                    .or_else(|| nic["PermanentMACAddress"].as_str());
+                if let Some(mac) = mac.and_then(MacAddress::parse) {
+                    if !hardware.macs.contains(&mac) {
+                        hardware.macs.push(mac);
+                    }
+                }
+            }
+        }
+        Ok(hardware)
     }
 }
 
