@@ -241,6 +241,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ipmitool: cli.ipmitool.clone(),
         qemu: None,
         qemu_state_dir: Some(state_dir.join("qemu")),
+        // No HTTP request outlives the command it belongs to.
+        http_timeout: Some(policy.command_retry_timeout.min(Duration::from_secs(30))),
     };
     let conductor = Conductor::new(Arc::clone(&store), Controller::new(policy), options);
     let Command::Node(command) = cli.command;
@@ -248,6 +250,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // A BMC request abandoned at its deadline may still sit in a blocking thread (an HTTP
+    // read): the answer is printed by then, so do not wait for it on the way out.
+    let runtime = ShutdownPromptly(Some(runtime));
+    let runtime = runtime.0.as_ref().expect("runtime present until drop");
     let concurrency = cli.concurrency;
     match command {
         NodeCommand::Import { file, format } => import(store.as_ref(), &file, format),
@@ -368,6 +374,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         NodeCommand::Abort { nodes } => {
             runtime.block_on(verb(&conductor, Event::Abort, &nodes, concurrency))
+        }
+    }
+}
+
+/// Drops the runtime without waiting for blocking threads still running abandoned requests.
+struct ShutdownPromptly(Option<tokio::runtime::Runtime>);
+
+impl Drop for ShutdownPromptly {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_timeout(Duration::from_millis(100));
         }
     }
 }

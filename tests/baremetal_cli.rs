@@ -365,3 +365,65 @@ fn malformed_inventories_name_the_line_or_field() {
         assert_eq!(ok(&state, &["node", "list", "-f", "json"]).trim(), "[]");
     }
 }
+
+#[test]
+fn a_second_process_is_refused_while_the_first_works_on_a_node() {
+    // A BMC that accepts connections and never answers keeps the first process busy.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let inventory = dir.path().join("nodes.json");
+    std::fs::write(
+        &inventory,
+        serde_json::json!({"nodes": [
+            {"name": "slow", "pm_type": "redfish", "pm_addr": format!("http://127.0.0.1:{port}"),
+             "pm_system_id": "/redfish/v1/Systems/1", "pm_user": "admin", "pm_password": PASSWORD},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    ok(&state, &["node", "import", inventory.to_str().unwrap()]);
+    let first = Command::new(common::example("baremetal"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--command-timeout", "4", "node", "power", "on", "slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first process holds the node.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let holder = loop {
+        if let Some(holder) = show(&state, "slow")["reservation"].as_str() {
+            break holder.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "never reserved");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(holder.contains(&format!(":{}:", first.id())), "{holder}");
+    let second = baremetal(&state, &["node", "power", "off", "slow"]);
+    assert_eq!(second.code, 1);
+    assert_eq!(
+        second.stderr,
+        format!(
+            "baremetal: error: node slow is locked by {holder}, please retry after the current \
+             operation is completed\n"
+        )
+    );
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(1));
+    // Released when the first one gave up.
+    let node = show(&state, "slow");
+    assert_eq!(node["reservation"], Value::Null);
+    assert!(node["last_error"]
+        .as_str()
+        .unwrap()
+        .starts_with("power on failed: "));
+}

@@ -18,6 +18,12 @@
 //!   `available`; a BMC failure leaves `error`.
 //! - `abort` stops a waiting operation (`wait call-back` → `deploy failed`, …).
 //!
+//! Every action that changes a node (power, boot device, provision verbs) first takes the
+//! node's `reservation`, as Ironic's conductors do: one action per node at a time across
+//! processes, the second refused with Ironic's "locked" error. A reservation names its holder
+//! (`host:pid:start time`), so one left by a process that died (on this host) is taken over
+//! rather than locking the node forever.
+//!
 //! Not here: the deploy agent and its call-back, cleaning steps, in-band inspection.
 
 use std::sync::Arc;
@@ -37,6 +43,73 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// This process as a reservation holder: `host:pid:start`, the start time (in clock ticks
+/// since boot) telling this process from a later one that got the same pid.
+fn holder() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| {
+        let pid = std::process::id();
+        format!(
+            "{}:{pid}:{}",
+            hostname(),
+            start_time(pid).unwrap_or_default()
+        )
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether a reservation's holder may still be working. A holder on another host, or one
+/// that cannot be parsed, is assumed alive: only the local process table can prove it gone.
+fn holder_alive(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, ':');
+    let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return true;
+    };
+    if host != hostname() {
+        return true;
+    }
+    match (pid.parse::<u32>(), start.parse::<u64>()) {
+        (Ok(pid), Ok(start)) => start_time(pid) == Some(start),
+        _ => true,
+    }
+}
+
+/// A held reservation; dropping it releases the node.
+struct Reservation<'c> {
+    conductor: &'c Conductor,
+    uuid: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // Best effort: a release that fails leaves a reservation the next process takes over
+        // once this one has exited.
+        let _ = modify(self.conductor.store.as_ref(), &self.uuid, ATTEMPTS, |n| {
+            if n.reservation.as_deref() == Some(holder()) {
+                n.reservation = None;
+            }
+            Ok(())
+        });
+    }
 }
 
 /// How many times a store update is retried when another process wrote in between.
@@ -81,6 +154,34 @@ impl Conductor {
         .map(|v| v.node)
     }
 
+    /// Takes the node's reservation, or says who holds it.
+    fn reserve(&self, id: &str) -> Result<Reservation<'_>, Error> {
+        let me = holder();
+        let node = modify(self.store.as_ref(), id, ATTEMPTS, |n| {
+            match n.reservation.clone() {
+                Some(other) if holder_alive(&other) => {
+                    return Err(Error::NodeLocked {
+                        node: n.ident(),
+                        holder: other,
+                    })
+                }
+                Some(stale) => n.history.push(HistoryEntry {
+                    at: now(),
+                    severity: Severity::Info,
+                    event_type: "reservation".to_owned(),
+                    message: format!("took over the reservation of {stale}, which has exited"),
+                }),
+                None => {}
+            }
+            n.reservation = Some(me.to_owned());
+            Ok(())
+        })?;
+        Ok(Reservation {
+            conductor: self,
+            uuid: node.node.uuid.to_string(),
+        })
+    }
+
     fn driver(&self, node: &Node) -> Result<Arc<dyn PowerDriver>, Error> {
         driver_for(node, &self.options)
     }
@@ -114,6 +215,7 @@ impl Conductor {
         id: &str,
         action: PowerAction,
     ) -> Result<(Node, PowerOutcome), Error> {
+        let _reservation = self.reserve(id)?;
         let node = self.store.get(id)?.node;
         let driver = self.driver(&node)?;
         self.update(id, |n| n.target_power_state = Some(action.transitional()))?;
@@ -141,6 +243,7 @@ impl Conductor {
         device: BootDevice,
         persistent: bool,
     ) -> Result<BootReadback, Error> {
+        let _reservation = self.reserve(id)?;
         let node = self.store.get(id)?.node;
         let driver = self.driver(&node)?;
         let setting = BootSetting {
@@ -192,6 +295,7 @@ impl Conductor {
     /// end. An event the state machine does not allow is refused with Ironic's wording and
     /// changes nothing.
     pub async fn provision(&self, id: &str, event: Event) -> Result<Node, Error> {
+        let _reservation = self.reserve(id)?;
         let node = self.store.get(id)?.node;
         // Check before touching anything.
         crate::states::next(node.provision_state, event).map_err(|_| Error::InvalidTransition {

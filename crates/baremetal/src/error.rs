@@ -96,6 +96,12 @@ pub enum Error {
         source: crate::power::BmcError,
     },
 
+    /// Another process (or task) is working on the node: Ironic's wording.
+    #[error(
+        "node {node} is locked by {holder}, please retry after the current operation is completed"
+    )]
+    NodeLocked { node: String, holder: String },
+
     /// A provision operation that failed on the way; the node is left in `state` with
     /// `message` as its `last_error`.
     #[error("node {node}: {message} (now \"{state}\")")]

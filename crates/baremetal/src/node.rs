@@ -346,6 +346,9 @@ pub struct Node {
     pub last_error: Option<String>,
     pub maintenance: bool,
     pub maintenance_reason: Option<String>,
+    /// Who is working on the node right now (`host:pid:start`, see
+    /// [`conductor`](crate::conductor)); `None` when nobody is. Ironic's field of that name.
+    pub reservation: Option<String>,
     pub instance_info: BTreeMap<String, Value>,
     pub extra: BTreeMap<String, Value>,
     pub history: Vec<HistoryEntry>,
@@ -371,6 +374,7 @@ impl Node {
             last_error: None,
             maintenance: false,
             maintenance_reason: None,
+            reservation: None,
             instance_info: BTreeMap::new(),
             extra: BTreeMap::new(),
             history: Vec::new(),
@@ -533,6 +537,7 @@ impl Node {
             "last_error": self.last_error,
             "maintenance": self.maintenance,
             "maintenance_reason": self.maintenance_reason,
+            "reservation": self.reservation,
             "instance_info": map(&self.instance_info),
             "extra": map(&self.extra),
             "ports": self.ports.iter().map(|port| json!({

@@ -623,6 +623,8 @@ pub struct DriverOptions {
     pub qemu: Option<std::path::PathBuf>,
     /// Where QEMU nodes keep their disks, sockets and pid files.
     pub qemu_state_dir: Option<std::path::PathBuf>,
+    /// Longest one HTTP request (Redfish) may take, connecting included (default 30 s).
+    pub http_timeout: Option<Duration>,
 }
 
 /// The driver for a node, from its `driver` and `driver_info`: `redfish`, `ipmi`, `qemu`, or
@@ -635,7 +637,10 @@ pub fn driver_for(node: &Node, options: &DriverOptions) -> Result<Arc<dyn PowerD
             node.power_state.unwrap_or(PowerState::Off),
         ))),
         #[cfg(feature = "redfish")]
-        "redfish" => Ok(Arc::new(redfish::RedfishDriver::from_node(node)?)),
+        "redfish" => Ok(Arc::new(redfish::RedfishDriver::from_node(
+            node,
+            options.http_timeout,
+        )?)),
         #[cfg(feature = "ipmi")]
         "ipmi" => Ok(Arc::new(ipmitool::IpmiDriver::from_node(
             node,

@@ -341,7 +341,12 @@ fn a_redfish_bmc_that_never_answers_times_out() {
         }
     });
     let node = redfish_node(&format!("http://127.0.0.1:{port}"), NODE0, PASSWORD);
-    let driver = driver_for(&node, &DriverOptions::default()).unwrap();
+    let options = DriverOptions {
+        // The abandoned request's thread gives up soon too.
+        http_timeout: Some(Duration::from_secs(1)),
+        ..DriverOptions::default()
+    };
+    let driver = driver_for(&node, &options).unwrap();
     let controller = Controller::new(Policy {
         request_timeout: Duration::from_millis(300),
         command_retry_timeout: Duration::from_secs(1),

@@ -72,8 +72,9 @@ struct Answer {
 
 impl RedfishDriver {
     /// Reads the node's `redfish_*` fields; a CA bundle is loaded now, so a bad path fails
-    /// before any request.
-    pub fn from_node(node: &Node) -> Result<Self, Error> {
+    /// before any request. One request may take at most `timeout` (default 30 s).
+    pub fn from_node(node: &Node, timeout: Option<Duration>) -> Result<Self, Error> {
+        let timeout = timeout.unwrap_or(Duration::from_secs(30));
         let invalid = |message: String| Error::InvalidNode {
             node: node.ident(),
             field: "driver_info",
@@ -129,8 +130,8 @@ impl RedfishDriver {
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .timeout_global(Some(timeout))
             .user_agent("tripleo-rs-baremetal")
             .tls_config(tls)
             .build()

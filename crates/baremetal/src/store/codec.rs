@@ -66,6 +66,7 @@ pub(crate) fn encode(node: &Node) -> String {
         "last_error": node.last_error,
         "maintenance": node.maintenance,
         "maintenance_reason": node.maintenance_reason,
+        "reservation": node.reservation,
         "instance_info": map(&node.instance_info),
         "extra": map(&node.extra),
         "history": history,
@@ -176,6 +177,7 @@ pub(crate) fn decode(text: &str) -> Result<Node, String> {
         .and_then(Json::as_bool)
         .unwrap_or(false);
     node.maintenance_reason = opt_str(o, "maintenance_reason")?;
+    node.reservation = opt_str(o, "reservation")?;
     node.instance_info = value_map(o, "instance_info")?;
     node.extra = value_map(o, "extra")?;
     if let Some(Json::Array(history)) = o.get("history") {
