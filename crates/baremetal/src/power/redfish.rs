@@ -68,6 +68,7 @@ impl std::fmt::Debug for Http {
 struct Answer {
     status: u16,
     body: String,
+    etag: Option<String>,
 }
 
 impl RedfishDriver {
@@ -169,6 +170,7 @@ impl Http {
         method: &str,
         path: &str,
         body: Option<&Json>,
+        if_match: Option<&str>,
     ) -> Result<Answer, BmcError> {
         let mut url = join(&self.origin, path);
         for _ in 0..5 {
@@ -179,6 +181,9 @@ impl Http {
                 .header("OData-Version", "4.0");
             if let Some(auth) = self.authorization() {
                 request = request.header("Authorization", auth);
+            }
+            if let Some(tag) = if_match {
+                request = request.header("If-Match", tag);
             }
             let response = match body {
                 Some(b) => {
@@ -218,13 +223,18 @@ impl Http {
                 url = next;
                 continue;
             }
+            let etag = response
+                .headers()
+                .get("etag")
+                .and_then(|t| t.to_str().ok())
+                .map(str::to_owned);
             let body = response
                 .body_mut()
                 .with_config()
                 .limit(4 << 20)
                 .read_to_string()
                 .map_err(|e| BmcError::retryable(format!("{url}: reading the answer: {e}")))?;
-            return Ok(Answer { status, body });
+            return Ok(Answer { status, body, etag });
         }
         Err(BmcError::fatal(format!("{url}: too many redirects")))
     }
@@ -256,26 +266,42 @@ impl RedfishDriver {
         path: String,
         body: Option<Json>,
     ) -> Result<Json, BmcError> {
+        self.request_tagged(method, path, body, None)
+            .await
+            .map(|(json, _)| json)
+    }
+
+    /// A request with an optional `If-Match`; returns the answer and its `ETag`.
+    async fn request_tagged(
+        &self,
+        method: &'static str,
+        path: String,
+        body: Option<Json>,
+        if_match: Option<String>,
+    ) -> Result<(Json, Option<String>), BmcError> {
         let http = Arc::clone(&self.http);
         let answer = tokio::task::spawn_blocking(move || {
-            http.request_blocking(method, &path, body.as_ref())
+            http.request_blocking(method, &path, body.as_ref(), if_match.as_deref())
                 .map(|a| (a, path))
         })
         .await
         .map_err(|e| BmcError::fatal(format!("redfish request task failed: {e}")))??;
-        let (Answer { status, body }, path) = answer;
+        let (Answer { status, body, etag }, path) = answer;
         let url = join(&self.http.origin, &path);
         if (200..300).contains(&status) {
             if body.trim().is_empty() {
-                return Ok(Json::Null);
+                return Ok((Json::Null, etag));
             }
             return serde_json::from_str(&body)
+                .map(|json| (json, etag))
                 .map_err(|e| BmcError::fatal(format!("{url}: answer is not JSON: {e}")));
         }
         let message = redfish_message(&body)
             .unwrap_or_else(|| body.lines().next().unwrap_or("").trim().to_owned());
         let kind = match status {
             401 | 403 => ErrorKind::Auth,
+            // The resource changed since its ETag was read: read it again.
+            412 => ErrorKind::Retryable,
             400 | 405 | 501 => ErrorKind::Unsupported,
             408 | 429 | 500 | 502 | 503 | 504 => ErrorKind::Retryable,
             _ => ErrorKind::Fatal,
@@ -283,6 +309,7 @@ impl RedfishDriver {
         let what = match status {
             401 => " (authentication failed)",
             403 => " (not allowed)",
+            428 => " (the BMC wants If-Match but gave no ETag)",
             _ => "",
         };
         Err(BmcError::new(
@@ -395,8 +422,9 @@ impl PowerDriver for RedfishDriver {
                 ))
             }
         };
-        // Refuse what the BMC says it does not offer, before changing anything.
-        let system = self.request("GET", path.clone(), None).await?;
+        // Refuse what the BMC says it does not offer, before changing anything. Its ETag
+        // goes back as If-Match: some BMCs refuse a PATCH without one (412/428).
+        let (system, etag) = self.request_tagged("GET", path.clone(), None, None).await?;
         if let Some(allowed) =
             system["Boot"]["BootSourceOverrideTarget@Redfish.AllowableValues"].as_array()
         {
@@ -420,7 +448,7 @@ impl PowerDriver for RedfishDriver {
                 BootMode::Bios => "Legacy",
             });
         }
-        self.request("PATCH", path, Some(json!({ "Boot": boot })))
+        self.request_tagged("PATCH", path, Some(json!({ "Boot": boot })), etag)
             .await?;
         Ok(())
     }
