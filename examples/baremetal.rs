@@ -17,7 +17,7 @@ use baremetal::conductor::Conductor;
 use baremetal::inventory;
 use baremetal::node::{Node, Value};
 use baremetal::power::{BootDevice, Controller, DriverOptions, Policy, PowerAction};
-use baremetal::store::{modify, NodeStore, SqliteStore};
+use baremetal::store::{NodeStore, SqliteStore};
 use baremetal::Event;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::Level;
@@ -123,17 +123,35 @@ enum NodeCommand {
     #[command(subcommand, name = "boot-device")]
     BootDevice(BootDeviceCommand),
     /// enroll → manageable (checks the BMC answers); available → manageable.
-    Manage { nodes: Vec<String> },
+    Manage {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// manageable → available.
-    Provide { nodes: Vec<String> },
+    Provide {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// manageable → inspecting → manageable (out-of-band: the BMC answers).
-    Inspect { nodes: Vec<String> },
+    Inspect {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// available → deploying → wait call-back: PXE next boot, power on or reboot.
-    Deploy { nodes: Vec<String> },
+    Deploy {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// active / deploy failed / wait call-back → available: power off.
-    Undeploy { nodes: Vec<String> },
+    Undeploy {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// Stop a waiting operation (wait call-back → deploy failed, …).
-    Abort { nodes: Vec<String> },
+    Abort {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -256,7 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = runtime.0.as_ref().expect("runtime present until drop");
     let concurrency = cli.concurrency;
     match command {
-        NodeCommand::Import { file, format } => import(store.as_ref(), &file, format),
+        NodeCommand::Import { file, format } => import(&conductor, &file, format),
         NodeCommand::List(output) => {
             let nodes: Vec<Node> = store.list()?.into_iter().map(|v| v.node).collect();
             match output.format {
@@ -309,9 +327,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let instance_info = pairs(&instance_info, "--instance-info")?;
             let property = pairs(&property, "--property")?;
-            modify(store.as_ref(), &node, 10, |n| {
+            conductor.edit(&node, |n| {
                 for (k, v) in &instance_info {
-                    n.instance_info.insert(k.clone(), Value::Text(v.clone()));
+                    // Credentials (`*_password`, tokens) are kept as secrets, shown as ******.
+                    let value = if baremetal::node::is_secret_key(k) {
+                        Value::Secret(v.as_str().into())
+                    } else {
+                        Value::Text(v.clone())
+                    };
+                    n.instance_info.insert(k.clone(), value);
                 }
                 for (k, v) in &property {
                     set_property(n, k, v)?;
@@ -321,9 +345,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         NodeCommand::Delete { node } => {
-            let v = store.get(&node)?;
-            store.delete(&v.node.uuid.to_string(), v.version)?;
-            say(&format!("Deleted node {}", v.node.ident()));
+            let deleted = conductor.delete(&node)?;
+            say(&format!("Deleted node {}", deleted.ident()));
             Ok(ExitCode::SUCCESS)
         }
         NodeCommand::Power {
@@ -350,7 +373,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let readback = runtime.block_on(conductor.boot_device(&node))?;
             show(
                 &serde_json::json!({
-                    "boot_device": readback.device.map(BootDevice::as_str),
+                    "boot_device": readback
+                        .device
+                        .map(|d| d.as_str().to_owned())
+                        .or(readback.reported),
                     "persistent": readback.persistent,
                 }),
                 output.format,
@@ -514,7 +540,7 @@ fn set_property(node: &mut Node, key: &str, value: &str) -> Result<(), baremetal
 }
 
 fn import(
-    store: &dyn NodeStore,
+    conductor: &Conductor,
     file: &Path,
     format: Option<InventoryFormat>,
 ) -> anyhow::Result<ExitCode> {
@@ -539,6 +565,7 @@ fn import(
     for warning in &parsed.warnings {
         tracing::warn!("{warning}");
     }
+    let store = conductor.store();
     let existing: Vec<Node> = store.list()?.into_iter().map(|v| v.node).collect();
     let mut outcome = BTreeMap::new();
     for node in &parsed.nodes {
@@ -549,7 +576,7 @@ fn import(
             }
             Some(old) => {
                 let id = old.uuid.to_string();
-                modify(store, &id, 10, |stored| {
+                conductor.edit(&id, |stored| {
                     // The inventory owns the hardware description; state and history stay.
                     stored.name = node.name.clone().or_else(|| stored.name.clone());
                     stored.driver = node.driver.clone();
@@ -593,8 +620,11 @@ async fn power(
     concurrency: usize,
 ) -> anyhow::Result<ExitCode> {
     let action = match (verb, soft) {
-        (PowerVerb::Status, _) => None,
-        (PowerVerb::On, _) => Some(PowerAction::On),
+        (PowerVerb::On | PowerVerb::Status, true) => {
+            bail!("--soft goes with off and reboot only")
+        }
+        (PowerVerb::Status, false) => None,
+        (PowerVerb::On, false) => Some(PowerAction::On),
         (PowerVerb::Off, false) => Some(PowerAction::Off),
         (PowerVerb::Off, true) => Some(PowerAction::SoftOff),
         (PowerVerb::Reboot, false) => Some(PowerAction::Reboot),

@@ -393,7 +393,7 @@ fn a_second_process_is_refused_while_the_first_works_on_a_node() {
     let first = Command::new(common::example("baremetal"))
         .arg("--state-dir")
         .arg(&state)
-        .args(["--command-timeout", "4", "node", "power", "on", "slow"])
+        .args(["--command-timeout", "8", "node", "power", "on", "slow"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -51,11 +51,8 @@ fn holder() -> &'static str {
     static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOLDER.get_or_init(|| {
         let pid = std::process::id();
-        format!(
-            "{}:{pid}:{}",
-            hostname(),
-            start_time(pid).unwrap_or_default()
-        )
+        let start = start_time(pid).map_or(String::new(), |t| t.to_string());
+        format!("{}:{pid}:{start}", hostname())
     })
 }
 
@@ -89,6 +86,10 @@ fn holder_alive(holder: &str) -> bool {
     }
     match (pid.parse::<u32>(), start.parse::<u64>()) {
         (Ok(pid), Ok(start)) => start_time(pid) == Some(start),
+        // A holder that could not read its own start time: its pid is all there is.
+        (Ok(pid), Err(_)) if start.is_empty() => {
+            std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
         _ => true,
     }
 }
@@ -165,12 +166,24 @@ impl Conductor {
                         holder: other,
                     })
                 }
-                Some(stale) => n.history.push(HistoryEntry {
-                    at: now(),
-                    severity: Severity::Info,
-                    event_type: "reservation".to_owned(),
-                    message: format!("took over the reservation of {stale}, which has exited"),
-                }),
+                Some(stale) => {
+                    n.history.push(HistoryEntry {
+                        at: now(),
+                        severity: Severity::Info,
+                        event_type: "reservation".to_owned(),
+                        message: format!("took over the reservation of {stale}, which has exited"),
+                    });
+                    // Whatever it was doing will not finish: as when Ironic's conductor dies,
+                    // a node left mid-operation fails, and a power change in flight is over.
+                    n.target_power_state = None;
+                    if n.provision_state.fails_if_conductor_dies() {
+                        let state = n.provision_state;
+                        let message = format!(
+                            "the process working on the node ({stale}) exited while it was {state}"
+                        );
+                        let _ = n.apply(Event::Fail, now(), Some(&message));
+                    }
+                }
                 None => {}
             }
             n.reservation = Some(me.to_owned());
@@ -193,6 +206,25 @@ impl Conductor {
         }
     }
 
+    /// Changes a node's fields (not its states) under its reservation.
+    pub fn edit(
+        &self,
+        id: &str,
+        change: impl FnMut(&mut Node) -> Result<(), Error>,
+    ) -> Result<Node, Error> {
+        let _reservation = self.reserve(id)?;
+        modify(self.store.as_ref(), id, ATTEMPTS, change).map(|v| v.node)
+    }
+
+    /// Removes a node that nobody is working on, in a state that allows it.
+    pub fn delete(&self, id: &str) -> Result<Node, Error> {
+        let _reservation = self.reserve(id)?;
+        let stored = self.store.get(id)?;
+        self.store
+            .delete(&stored.node.uuid.to_string(), stored.version)?;
+        Ok(stored.node)
+    }
+
     /// Reads the power state from the BMC and records it.
     pub async fn power_status(&self, id: &str) -> Result<Node, Error> {
         let node = self.store.get(id)?.node;
@@ -200,8 +232,13 @@ impl Conductor {
         match self.controller.power_state(driver.as_ref()).await {
             Ok(state) => self.update(id, |n| n.set_power_state(state, now())),
             Err(e) => {
+                // Only what was read failed: an operation in flight (another process's) keeps
+                // its target and the last state seen.
                 let message = format!("power status failed: {}", e.message);
-                self.update(id, |n| record_power_failure(n, &message))?;
+                self.update(id, |n| {
+                    n.last_error = Some(message.clone());
+                    n.history.push(error_entry("power", &message));
+                })?;
                 Err(Self::wrap(&node, e))
             }
         }
@@ -298,12 +335,28 @@ impl Conductor {
         let _reservation = self.reserve(id)?;
         let node = self.store.get(id)?.node;
         // Check before touching anything.
+        if !matches!(
+            event,
+            Event::Manage
+                | Event::Provide
+                | Event::Inspect
+                | Event::Clean
+                | Event::Deploy
+                | Event::Rebuild
+                | Event::Delete
+                | Event::Abort
+        ) {
+            return Err(Error::NotSupported {
+                node: node.ident(),
+                action: event.to_string(),
+            });
+        }
         crate::states::next(node.provision_state, event).map_err(|_| Error::InvalidTransition {
             node: Some(node.uuid.to_string()),
             event,
             state: node.provision_state,
         })?;
-        if event == Event::Deploy {
+        if matches!(event, Event::Deploy | Event::Rebuild) {
             let has_image = node
                 .instance_info
                 .get("image_source")
@@ -323,9 +376,14 @@ impl Conductor {
                 Ok(power) => self.finish(id, Event::Done, Some(power)),
                 Err(message) => self.fail(id, &message),
             },
-            (Event::Provide, State::Cleaning) | (Event::Clean, State::Cleaning) => {
+            (Event::Provide, State::Cleaning) => {
                 self.note(id, "automated cleaning skipped: no deploy agent yet")?;
                 self.finish(id, Event::Done, None)
+            }
+            (Event::Clean, State::Cleaning) => {
+                // Manual cleaning returns to manageable (Ironic's conductor sends `manage`).
+                self.note(id, "cleaning steps skipped: no deploy agent yet")?;
+                self.finish(id, Event::Manage, None)
             }
             (Event::Inspect, State::Inspecting) => match self.inspect_hardware(id, &node).await {
                 Ok((power, summary)) => {
@@ -343,6 +401,8 @@ impl Conductor {
             (Event::Delete, State::Deleting) => match self.power_off(&node).await {
                 Ok(power) => {
                     self.finish(id, Event::Clean, Some(power))?;
+                    // The instance is gone: the next deploy names its image again.
+                    self.update(id, |n| n.instance_info.clear())?;
                     self.note(id, "automated cleaning skipped: no deploy agent yet")?;
                     self.finish(id, Event::Done, None)
                 }

@@ -96,6 +96,10 @@ pub enum Error {
         source: crate::power::BmcError,
     },
 
+    /// A provision verb this conductor does not carry out (adopt, rescue, service, …).
+    #[error("node {node}: \"{action}\" is not supported here")]
+    NotSupported { node: String, action: String },
+
     /// Another process (or task) is working on the node: Ironic's wording.
     #[error(
         "node {node} is locked by {holder}, please retry after the current operation is completed"

@@ -164,10 +164,15 @@ pub struct BootSetting {
 
 /// What a BMC reports about its boot device; `persistent` is `None` when it cannot say (pyghmi
 /// never reports persistence, sushy's fake driver ignores `Once`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootReadback {
+    /// The device, when it is one of ours.
     pub device: Option<BootDevice>,
     pub persistent: Option<bool>,
+    /// The BMC's own words when `device` is `None` but the BMC did report something: no
+    /// override (`None`, `No override`) or a device outside [`BootDevice`] (`UefiHttp`).
+    /// `None` when the BMC cannot report at all.
+    pub reported: Option<String>,
 }
 
 /// How a BMC error is handled.
@@ -333,6 +338,9 @@ impl BmcSlots {
     }
 }
 
+/// The least time worth giving a request: less is reported as the deadline passing.
+const MIN_ATTEMPT: Duration = Duration::from_millis(50);
+
 /// Exponential backoff with ±25 % jitter, so that many nodes retrying at once spread out.
 #[derive(Debug)]
 struct Backoff {
@@ -406,11 +414,14 @@ impl Controller {
     }
 
     /// One command: waits for the BMC's turn, sends it, and retries retryable errors with
-    /// backoff until the command deadline.
+    /// backoff, all before `deadline`. A request that got no answer in time is retried only
+    /// when `idempotent`: a reset the BMC may have acted on is not sent twice.
     async fn command<'a, T, F, Fut>(
         &self,
         driver: &'a dyn PowerDriver,
         what: &str,
+        idempotent: bool,
+        deadline: Instant,
         mut call: F,
     ) -> Result<T, BmcError>
     where
@@ -422,40 +433,74 @@ impl Controller {
             .policy
             .min_interval
             .unwrap_or_else(|| driver.min_interval());
-        let deadline = Instant::now() + self.policy.command_retry_timeout;
         let mut backoff = Backoff::new(self.policy.first_backoff, self.policy.max_backoff, &key);
         let mut attempts = 0u32;
+        let mut last: Option<BmcError> = None;
+        let give_up = |attempts: u32, last: Option<BmcError>, why: String| {
+            let message = match last {
+                Some(e) => format!(
+                    "{what} failed after {attempts} attempt{}: {}",
+                    if attempts == 1 { "" } else { "s" },
+                    e.message
+                ),
+                None => why,
+            };
+            BmcError::new(ErrorKind::Timeout, message)
+        };
         loop {
+            // Waiting for the BMC (other commands to it, its minimum interval) counts against
+            // the deadline too.
+            let turn =
+                tokio::time::timeout_at(deadline.into(), self.slots.turn(key.clone(), gap)).await;
+            let Ok(turn) = turn else {
+                return Err(give_up(
+                    attempts,
+                    last,
+                    format!(
+                        "{key}: {what}: the BMC was busy with other commands until the deadline"
+                    ),
+                ));
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // Too little time left for a real attempt: report what the last one said.
+            if remaining < MIN_ATTEMPT && attempts > 0 {
+                return Err(give_up(attempts, last, String::new()));
+            }
             attempts += 1;
-            let result = {
-                let _turn = self.slots.turn(key.clone(), gap).await;
-                // No single request outlives the command's deadline.
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let limit = self
-                    .policy
-                    .request_timeout
-                    .min(remaining.max(Duration::from_millis(1)));
-                match tokio::time::timeout(limit, call(driver)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(BmcError::retryable(format!(
+            let limit = self.policy.request_timeout.min(remaining.max(MIN_ATTEMPT));
+            let mut timed_out = false;
+            let result = match tokio::time::timeout(limit, call(driver)).await {
+                Ok(result) => result,
+                Err(_) if !idempotent => {
+                    return Err(BmcError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{key}: no answer to {what} within {} s; not sent again, as the \
+                             BMC may have acted on it",
+                            limit.as_secs_f64()
+                        ),
+                    ))
+                }
+                Err(_) => {
+                    timed_out = true;
+                    Err(BmcError::retryable(format!(
                         "{key}: no answer to {what} within {} s",
                         limit.as_secs_f64()
-                    ))),
+                    )))
                 }
             };
+            drop(turn);
             match result {
                 Ok(value) => return Ok(value),
                 Err(e) if e.kind == ErrorKind::Retryable => {
+                    // What the BMC (or its tool) said says more than our own "no answer"
+                    // for an attempt cut short by the deadline.
+                    if !timed_out || last.is_none() {
+                        last = Some(e);
+                    }
                     let wait = backoff.next_wait();
                     if Instant::now() + wait >= deadline {
-                        return Err(BmcError::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "{what} failed after {attempts} attempt{}: {}",
-                                if attempts == 1 { "" } else { "s" },
-                                e.message
-                            ),
-                        ));
+                        return Err(give_up(attempts, last, String::new()));
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -464,14 +509,21 @@ impl Controller {
         }
     }
 
+    fn command_deadline(&self) -> Instant {
+        Instant::now() + self.policy.command_retry_timeout
+    }
+
     /// Reads the power state (with retries).
     pub async fn power_state(&self, driver: &dyn PowerDriver) -> Result<PowerState, BmcError> {
-        self.command(driver, "power status", |d| d.power_state())
-            .await
+        self.command(driver, "power status", true, self.command_deadline(), |d| {
+            d.power_state()
+        })
+        .await
     }
 
     /// Performs a power action and waits until the machine reports the target state. `On` and
-    /// `Off` send nothing when the machine already is there; reboots always go out.
+    /// `Off` send nothing when the machine already is there; reboots always go out. Polling
+    /// ends at `power_timeout` after the request, whatever the BMC answers meanwhile.
     pub async fn set_power(
         &self,
         driver: &dyn PowerDriver,
@@ -495,8 +547,16 @@ impl Controller {
         } else {
             action
         };
-        self.command(driver, sent.as_str(), |d| d.request_power(sent))
-            .await?;
+        // On and off may be sent again after a lost answer; a reset may not.
+        let idempotent = !sent.is_reboot();
+        self.command(
+            driver,
+            sent.as_str(),
+            idempotent,
+            self.command_deadline(),
+            |d| d.request_power(sent),
+        )
+        .await?;
 
         let deadline = Instant::now() + self.policy.power_timeout;
         let mut backoff = Backoff::new(
@@ -505,13 +565,16 @@ impl Controller {
             &driver.bmc_key(),
         );
         let mut polls = 0;
-        let mut last_seen = None;
+        let mut last_seen: Option<PowerState> = None;
+        let mut last_error: Option<BmcError> = None;
         loop {
             let wait = backoff.next_wait();
             if Instant::now() + wait >= deadline {
-                let seen = last_seen.map_or("no answer".to_owned(), |s: PowerState| {
-                    format!("it still reports {s}")
-                });
+                let seen = match (last_seen, &last_error) {
+                    (Some(state), _) => format!("it still reports {state}"),
+                    (None, Some(e)) => format!("no power state could be read ({})", e.message),
+                    (None, None) => "no power state could be read".to_owned(),
+                };
                 return Err(BmcError::new(
                     ErrorKind::Timeout,
                     format!(
@@ -523,8 +586,12 @@ impl Controller {
             }
             tokio::time::sleep(wait).await;
             polls += 1;
-            // A failed read while the BMC applies the change is not the end: keep polling.
-            match self.power_state(driver).await {
+            // A failed read while the BMC applies the change is not the end: keep polling,
+            // within the power deadline.
+            let read = self
+                .command(driver, "power status", true, deadline, |d| d.power_state())
+                .await;
+            match read {
                 Ok(state) if state == target => {
                     return Ok(PowerOutcome {
                         before,
@@ -538,42 +605,61 @@ impl Controller {
                 Err(e) if matches!(e.kind, ErrorKind::Auth | ErrorKind::Unsupported) => {
                     return Err(e)
                 }
-                Err(_) => {}
+                Err(e) => last_error = Some(e),
             }
         }
     }
 
-    /// Sets the boot device and reads it back. A BMC that reports another device afterwards is
-    /// an error (vendors are known to ignore overrides); one that cannot report is trusted.
+    /// Sets the boot device and reads it back. A BMC that reports no override or another
+    /// device afterwards is an error (vendors are known to ignore overrides); one that cannot
+    /// report is trusted. Persistence is not compared: pyghmi and sushy report it wrongly.
     pub async fn set_boot_device(
         &self,
         driver: &dyn PowerDriver,
         setting: BootSetting,
     ) -> Result<BootReadback, BmcError> {
-        self.command(driver, "boot device set", |d| d.set_boot_device(setting))
-            .await?;
-        let readback = self
-            .command(driver, "boot device get", |d| d.boot_device())
-            .await?;
-        match readback.device {
-            Some(device) if device != setting.device => Err(BmcError::fatal(format!(
-                "{}: boot device {} was set but the BMC reports {device}",
+        self.command(
+            driver,
+            "boot device set",
+            true,
+            self.command_deadline(),
+            |d| d.set_boot_device(setting),
+        )
+        .await?;
+        let readback = self.boot_device(driver).await?;
+        let reported = match (readback.device, &readback.reported) {
+            (Some(device), _) if device != setting.device => Some(device.to_string()),
+            (None, Some(raw)) => Some(format!("\"{raw}\"")),
+            _ => None,
+        };
+        match reported {
+            Some(other) => Err(BmcError::fatal(format!(
+                "{}: boot device {} was set but the BMC reports {other}",
                 driver.bmc_key(),
                 setting.device
             ))),
-            _ => Ok(readback),
+            None => Ok(readback),
         }
     }
 
     /// Out-of-band inspection (with retries).
     pub async fn inspect(&self, driver: &dyn PowerDriver) -> Result<Hardware, BmcError> {
-        self.command(driver, "inspection", |d| d.inspect()).await
+        self.command(driver, "inspection", true, self.command_deadline(), |d| {
+            d.inspect()
+        })
+        .await
     }
 
     /// Reads the boot device (with retries).
     pub async fn boot_device(&self, driver: &dyn PowerDriver) -> Result<BootReadback, BmcError> {
-        self.command(driver, "boot device get", |d| d.boot_device())
-            .await
+        self.command(
+            driver,
+            "boot device get",
+            true,
+            self.command_deadline(),
+            |d| d.boot_device(),
+        )
+        .await
     }
 
     /// Runs `operation` for every driver, at most `concurrency` at once (commands to one BMC

@@ -87,6 +87,10 @@ fn verbs_walk_the_state_machine() {
     let node = store.get("n0").unwrap().node;
     assert_eq!(node.provision_state, State::Available);
     assert_eq!(node.power_state, Some(PowerState::Off));
+    assert!(
+        node.instance_info.is_empty(),
+        "the next deploy names its image again"
+    );
 }
 
 fn hostname() -> String {
@@ -118,6 +122,90 @@ fn a_live_reservation_locks_the_node() {
     let node = store.get("busy").unwrap().node;
     assert_eq!(node.provision_state, State::Enroll);
     assert_eq!(node.power_state, None);
+}
+
+#[test]
+fn a_live_process_of_this_host_keeps_its_reservation() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_owned();
+    let holder = format!("{}:{pid}:{start}", hostname());
+    let mut node = fake_node("held");
+    node.reservation = Some(holder.clone());
+    let (conductor, store) = conductor_with(node);
+    let err = runtime()
+        .block_on(conductor.power("held", PowerAction::On))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NodeLocked { holder: h, .. } if *h == holder),
+        "{err}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // Gone now: the next action takes over.
+    runtime()
+        .block_on(conductor.power("held", PowerAction::On))
+        .unwrap();
+    assert_eq!(store.get("held").unwrap().node.reservation, None);
+}
+
+#[test]
+fn a_node_left_mid_operation_by_a_dead_process_fails_when_taken_over() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let mut node = fake_node("stuck");
+    node.provision_state = State::Deploying;
+    node.target_provision_state = Some(State::Active);
+    node.target_power_state = Some(PowerState::Rebooting);
+    node.reservation = Some(format!("{}:{pid}:1", hostname()));
+    let (conductor, store) = conductor_with(node);
+    runtime()
+        .block_on(conductor.power("stuck", PowerAction::Off))
+        .unwrap();
+    let node = store.get("stuck").unwrap().node;
+    assert_eq!(node.provision_state, State::DeployFailed);
+    assert!(
+        node.history.iter().any(|h| h
+            .message
+            .starts_with("fail: deploying -> deploy failed: the process")
+            && h.message.ends_with("exited while it was deploying")),
+        "{:?}",
+        node.history
+    );
+    assert_eq!(node.target_power_state, None);
+}
+
+#[test]
+fn verbs_this_conductor_does_not_carry_out_are_refused_before_any_change() {
+    let (conductor, store) = conductor_with(fake_node("plain"));
+    let rt = runtime();
+    for event in [Event::Adopt, Event::Rescue, Event::Done, Event::Fail] {
+        let err = rt
+            .block_on(conductor.provision("plain", event))
+            .unwrap_err();
+        assert!(matches!(err, Error::NotSupported { .. }), "{err}");
+    }
+    rt.block_on(conductor.provision("plain", Event::Manage))
+        .unwrap();
+    // Manual cleaning comes back to manageable.
+    rt.block_on(conductor.provision("plain", Event::Clean))
+        .unwrap();
+    assert_eq!(
+        store.get("plain").unwrap().node.provision_state,
+        State::Manageable
+    );
 }
 
 #[test]

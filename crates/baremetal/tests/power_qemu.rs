@@ -409,7 +409,8 @@ async fn a_hung_or_killed_machine() {
     assert!(dir.join("qmp.sock").exists());
     let started = std::time::Instant::now();
     assert_eq!(driver.power_state().await.unwrap(), PowerState::Off);
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // A bound, not a benchmark: generous for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // And it starts again over the stale files.
     let on = ctl.set_power(driver, PowerAction::On).await.unwrap();

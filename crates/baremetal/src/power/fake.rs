@@ -35,6 +35,8 @@ struct FakeState {
     pending: Option<(PowerState, Instant)>,
     boot: Option<BootSetting>,
     requests: Vec<String>,
+    /// When each exchange began and ended.
+    spans: Vec<(Instant, Instant)>,
 }
 
 impl FakeState {
@@ -66,6 +68,7 @@ impl FakeBmc {
                 pending: None,
                 boot: None,
                 requests: Vec::new(),
+                spans: Vec::new(),
             })),
         }
     }
@@ -83,6 +86,11 @@ impl FakeBmc {
 
     pub fn boot(&self) -> Option<BootSetting> {
         self.lock().boot
+    }
+
+    /// When each exchange (answered or refused) began and ended, in the order they ended.
+    pub fn spans(&self) -> Vec<(Instant, Instant)> {
+        self.lock().spans.clone()
     }
 
     /// Every request the BMC accepted, in order (`power on`, `boot pxe once`, …).
@@ -121,9 +129,11 @@ impl FakeDriver {
         if config.unreachable {
             std::future::pending::<()>().await;
         }
+        let began = Instant::now();
         if !config.latency.is_zero() {
             tokio::time::sleep(config.latency).await;
         }
+        self.bmc.lock().spans.push((began, Instant::now()));
         if let Some(expected) = &config.password {
             if self.password.as_ref() != Some(expected) {
                 return Err(BmcError::new(
@@ -193,6 +203,7 @@ impl PowerDriver for FakeDriver {
             } else {
                 None
             },
+            reported: None,
         })
     }
 

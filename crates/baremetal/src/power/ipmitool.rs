@@ -3,7 +3,8 @@
 //! Node fields are Ironic's: `ipmi_address`, `ipmi_port`, `ipmi_username`, `ipmi_password`,
 //! `ipmi_priv_level` (default `ADMINISTRATOR`), `ipmi_cipher_suite` (default: ipmitool picks the
 //! best; on a cipher-suite mismatch the driver falls back to 17, then 3, and keeps the one that
-//! worked), `ipmi_protocol_version` (`2.0`; `1.5` runs `-I lan`), `ipmi_hex_kg_key`, and
+//! worked), `ipmi_protocol_version` (`2.0`; `1.5` runs `-I lan`), `ipmi_hex_kg_key` (given
+//! to ipmitool through its environment, `-K`), and
 //! `ipmi_disable_boot_timeout` (default true: before setting a boot device, tell the BMC not to
 //! clear it after 60 s).
 //!
@@ -12,10 +13,12 @@
 //! to one (`-R 1 -N 1`) because the [`Controller`](super::Controller) retries with backoff and
 //! spaces commands per BMC (5 s by default, as Ironic does: BMCs crash when hammered).
 //! Errors are classified from ipmitool's verbose output: a bad password ("RAKP 2 HMAC is
-//! invalid") and an unknown user (no answer to RAKP 1) are authentication errors, busy BMCs
-//! and lost packets are retryable.
+//! invalid") is an authentication error; an unknown user (no answer to RAKP 1, which
+//! pyghmi and some BMCs never send) looks like a busy BMC, so it is retried like lost packets
+//! and the final message says which it most likely is.
 
 use std::io::Write as _;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -114,6 +117,27 @@ impl IpmiDriver {
                 ))
             })?),
         };
+        if let Some(kg) = node
+            .driver_info
+            .get("ipmi_hex_kg_key")
+            .and_then(Value::as_secret)
+        {
+            match decode_hex(kg.expose()) {
+                Some(raw) if raw.contains(&0) => {
+                    return Err(invalid(
+                        "ipmi_hex_kg_key: a key with a zero byte cannot be passed to ipmitool \
+                         without its command line"
+                            .to_owned(),
+                    ))
+                }
+                Some(raw) if raw.len() <= 20 => {}
+                _ => {
+                    return Err(invalid(
+                        "ipmi_hex_kg_key: expected up to 40 hexadecimal digits".to_owned(),
+                    ))
+                }
+            }
+        }
         let privilege = optional_info(node, "ipmi_priv_level")
             .unwrap_or("ADMINISTRATOR")
             .to_ascii_uppercase();
@@ -210,9 +234,12 @@ impl IpmiDriver {
             command.args(["-C", &suite.to_string()]);
         }
         if let Some(kg) = &self.kg_key {
-            // ipmitool takes the Kg key only on its command line; `-Y` would prompt. It is
-            // hex, and documented as visible to local users in `ps`.
-            command.args(["-y", kg.expose()]);
+            // Through the environment (`-K`), never the command line (`-y` would show it to
+            // every local user in `ps`); ipmitool takes the raw key there, not hex.
+            let raw = decode_hex(kg.expose()).unwrap_or_default();
+            command
+                .arg("-K")
+                .env("IPMI_KGKEY", std::ffi::OsString::from_vec(raw));
         }
         command
             .arg("-f")
@@ -272,9 +299,11 @@ impl IpmiDriver {
         {
             (ErrorKind::Auth, "authentication failed (wrong password?)")
         } else if text.contains("no response from RAKP 1") {
+            // pyghmi (and some BMCs) ignore unknown users; a busy BMC drops packets too, so
+            // this is retried, and the message says what it most likely is.
             (
-                ErrorKind::Auth,
-                "authentication failed (the BMC does not answer for this user name)",
+                ErrorKind::Retryable,
+                "no answer for this user name (unknown user, or a busy BMC)",
             )
         } else if text.contains("Insufficient privilege level") || text.contains("privilege level")
         {
@@ -292,6 +321,18 @@ impl IpmiDriver {
         };
         BmcError::new(kind, format!("ipmi {target}: {command}: {what}: {detail}"))
     }
+}
+
+/// Bytes of a hex string (an optional `0x` prefix allowed); `None` if it is not hex.
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(digits.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The useful lines of ipmitool's output, on one line.
@@ -331,6 +372,7 @@ fn parse_bootparam(stdout: &str) -> BootReadback {
     let mut readback = BootReadback {
         device: None,
         persistent: None,
+        reported: None,
     };
     for line in stdout.lines() {
         let line = line.trim().trim_start_matches("- ").trim();
@@ -347,6 +389,8 @@ fn parse_bootparam(stdout: &str) -> BootReadback {
             } else if selector.contains("BIOS Setup") {
                 Some(BootDevice::Bios)
             } else {
+                // "No override", or a device we do not name.
+                readback.reported = Some(selector.to_owned());
                 None
             };
         } else if line.contains("Options apply to all future boots") {
@@ -447,7 +491,8 @@ mod tests {
             parse_bootparam(out),
             BootReadback {
                 device: Some(BootDevice::Pxe),
-                persistent: Some(false)
+                persistent: Some(false),
+                reported: None,
             }
         );
         let out = "   - Options apply to all future boots\n   - Boot Device Selector : Force Boot from default Hard-Drive\n";
@@ -455,11 +500,16 @@ mod tests {
             parse_bootparam(out),
             BootReadback {
                 device: Some(BootDevice::Disk),
-                persistent: Some(true)
+                persistent: Some(true),
+                reported: None,
             }
         );
         let out = "   - Boot Device Selector : No override\n";
         assert_eq!(parse_bootparam(out).device, None);
+        assert_eq!(
+            parse_bootparam(out).reported.as_deref(),
+            Some("No override")
+        );
     }
 
     #[test]

@@ -546,6 +546,7 @@ impl PowerDriver for QemuDriver {
         Ok(BootReadback {
             device: stored.map(|(device, _)| device),
             persistent: stored.map(|(_, persistent)| persistent),
+            reported: None,
         })
     }
 

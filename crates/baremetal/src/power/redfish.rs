@@ -172,8 +172,19 @@ impl Http {
         body: Option<&Json>,
         if_match: Option<&str>,
     ) -> Result<Answer, BmcError> {
+        // One request at a time per BMC, including requests whose caller gave up waiting
+        // (their thread runs until the HTTP timeout): a new one waits for them to finish.
+        let lane = in_flight(&self.origin);
+        let _lane = lane.lock().unwrap_or_else(|e| e.into_inner());
         let mut url = join(&self.origin, path);
         for _ in 0..5 {
+            // Links come from the BMC's answers; credentials go to its own origin only.
+            if origin_of(&url).ok().as_deref() != Some(self.origin.as_str()) {
+                return Err(BmcError::fatal(format!(
+                    "{}: the BMC links to {url}, another origin; not sending credentials there",
+                    self.origin
+                )));
+            }
             let mut request = ureq::http::Request::builder()
                 .method(method)
                 .uri(&url)
@@ -457,12 +468,22 @@ impl PowerDriver for RedfishDriver {
         let path = self.system_path().await?;
         let system = self.request("GET", path, None).await?;
         let boot = &system["Boot"];
-        let device = match boot["BootSourceOverrideTarget"].as_str() {
-            Some("Pxe") => Some(BootDevice::Pxe),
-            Some("Hdd") => Some(BootDevice::Disk),
-            Some("Cd" | "UsbCd") => Some(BootDevice::Cdrom),
-            Some("BiosSetup") => Some(BootDevice::Bios),
+        let target = boot["BootSourceOverrideTarget"].as_str();
+        let enabled = boot["BootSourceOverrideEnabled"].as_str();
+        let device = match (enabled, target) {
+            (Some("Disabled"), _) => None,
+            (_, Some("Pxe")) => Some(BootDevice::Pxe),
+            (_, Some("Hdd")) => Some(BootDevice::Disk),
+            (_, Some("Cd" | "UsbCd")) => Some(BootDevice::Cdrom),
+            (_, Some("BiosSetup")) => Some(BootDevice::Bios),
             _ => None,
+        };
+        // What the BMC said when it is no device of ours: no override, or another target.
+        let reported = match (device, enabled, target) {
+            (Some(_), _, _) => None,
+            (None, Some("Disabled"), _) => Some("override disabled".to_owned()),
+            (None, _, Some(t)) => Some(t.to_owned()),
+            (None, _, None) => None,
         };
         // sushy's emulator (and some BMCs) always answer Continuous: persistence is not
         // something a read can confirm, so it is reported only when the override is off.
@@ -470,7 +491,11 @@ impl PowerDriver for RedfishDriver {
             Some("Disabled") => Some(false),
             _ => None,
         };
-        Ok(BootReadback { device, persistent })
+        Ok(BootReadback {
+            device,
+            persistent,
+            reported,
+        })
     }
 
     /// `ProcessorSummary.Count`, `MemorySummary.TotalSystemMemoryGiB`, the first processor's
@@ -525,6 +550,16 @@ impl PowerDriver for RedfishDriver {
         }
         Ok(hardware)
     }
+}
+
+/// The lock that serialises requests to one origin across drivers and threads.
+fn in_flight(origin: &str) -> Arc<std::sync::Mutex<()>> {
+    static LANES: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let lanes = LANES.get_or_init(Default::default);
+    let mut lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(lanes.entry(origin.to_owned()).or_default())
 }
 
 /// `scheme://host[:port]` of an address (`https://` when it has no scheme).
