@@ -37,8 +37,17 @@ where
         let mut parts = items.chunks(chunk);
         // The calling thread takes the first chunk itself rather than idling in join.
         let first = parts.next().unwrap_or_default();
+        let caller_cpu = current_cpu();
         let workers: Vec<_> = parts
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .map(|part| {
+                let worker = scope.spawn(move || {
+                    move_off(caller_cpu);
+                    part.iter().map(f).collect::<Vec<R>>()
+                });
+                // Let the new thread run now, on this CPU, so that it moves itself off.
+                std::thread::yield_now();
+                worker
+            })
             .collect();
         let mut results: Vec<R> = first.iter().map(f).collect();
         for worker in workers {
@@ -50,6 +59,31 @@ where
         }
         results
     })
+}
+
+/// The CPU the calling thread runs on.
+fn current_cpu() -> Option<usize> {
+    nix::sched::sched_getcpu().ok()
+}
+
+/// Moves the calling (new) thread off `cpu`, then lets it go anywhere again. A new thread
+/// starts on its parent's CPU, and on some VMs (idle vCPUs halted) the scheduler leaves it
+/// there for the few milliseconds the work lasts: the two threads then share one CPU while
+/// the other idles. Best effort; nothing changes where affinity cannot be read or set.
+fn move_off(cpu: Option<usize>) {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let (Some(cpu), Ok(allowed)) = (cpu, sched_getaffinity(Pid::from_raw(0))) else {
+        return;
+    };
+    let mut elsewhere = allowed;
+    if elsewhere.unset(cpu).is_err() {
+        return;
+    }
+    let any_left = (0..CpuSet::count()).any(|c| elsewhere.is_set(c).unwrap_or(false));
+    if any_left && sched_setaffinity(Pid::from_raw(0), &elsewhere).is_ok() {
+        let _ = sched_setaffinity(Pid::from_raw(0), &allowed);
+    }
 }
 
 /// Locks `mutex`, carrying on past a panic elsewhere: the data guarded here (sets of paths)
