@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _};
 use baremetal::conductor::Conductor;
 use baremetal::inventory;
 use baremetal::node::{Node, Value};
-use baremetal::power::{BootDevice, Controller, DriverOptions, Policy, PowerAction};
+use baremetal::power::{run_bounded, BootDevice, Controller, DriverOptions, Policy, PowerAction};
 use baremetal::store::{NodeStore, SqliteStore};
 use baremetal::Event;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -694,38 +694,23 @@ async fn verb(
     nodes: &[String],
     concurrency: usize,
 ) -> anyhow::Result<ExitCode> {
-    if nodes.is_empty() {
-        bail!("{event}: name at least one node");
-    }
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let bar = progress(nodes.len(), event.as_str());
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, id) in nodes.iter().enumerate() {
-        let (conductor, id, permits, bar) = (
-            conductor.clone(),
-            id.clone(),
-            Arc::clone(&permits),
-            bar.clone(),
-        );
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
+    let results = run_bounded(nodes.to_vec(), concurrency, |id| {
+        let (conductor, bar) = (conductor.clone(), bar.clone());
+        async move {
             let result = conductor.provision(&id, event).await;
             if let Some(bar) = bar {
                 bar.inc(1);
             }
-            (index, result)
-        });
-    }
-    let mut results: Vec<_> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        results.push(joined.context("a worker panicked")?);
-    }
+            result
+        }
+    })
+    .await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    results.sort_by_key(|(index, _)| *index);
     let mut failed = false;
-    for (_, result) in results {
+    for result in results {
         match result {
             Ok(node) => tracing::info!("{}: {}", node.ident(), node.provision_state),
             Err(e) => {

@@ -264,14 +264,7 @@ fn a_bmc_that_never_answers_leaves_a_clear_error_state() {
     // A UDP port nobody listens on, and a TCP port that accepts and never answers.
     let silent_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp_port = silent_udp.local_addr().unwrap().port();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tcp_port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let tcp_port = peers::silent_tcp_bmc();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let inventory = dir.path().join("nodes.json");
@@ -369,14 +362,7 @@ fn malformed_inventories_name_the_line_or_field() {
 #[test]
 fn a_second_process_is_refused_while_the_first_works_on_a_node() {
     // A BMC that accepts connections and never answers keeps the first process busy.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let port = peers::silent_tcp_bmc();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let inventory = dir.path().join("nodes.json");

@@ -31,8 +31,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::node::{HistoryEntry, Node, Port, PowerState, Severity};
 use crate::power::{
-    boot_mode, driver_for, BmcError, BootDevice, BootReadback, BootSetting, Controller,
-    DriverOptions, ErrorKind, PowerAction, PowerDriver, PowerOutcome,
+    boot_mode, driver_for, run_bounded, BmcError, BootDevice, BootReadback, BootSetting,
+    Controller, DriverOptions, ErrorKind, PowerAction, PowerDriver, PowerOutcome,
 };
 use crate::states::{Event, State};
 use crate::store::{modify, NodeStore};
@@ -547,34 +547,16 @@ impl Conductor {
         concurrency: usize,
         done: impl Fn(&str, &Result<(Node, PowerOutcome), Error>) + Send + Sync + 'static,
     ) -> Vec<Result<(Node, PowerOutcome), Error>> {
-        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let done = Arc::new(done);
-        let mut tasks = tokio::task::JoinSet::new();
-        for (index, id) in ids.iter().enumerate() {
-            let (this, id, permits, done) = (
-                self.clone(),
-                id.clone(),
-                Arc::clone(&permits),
-                Arc::clone(&done),
-            );
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
+        run_bounded(ids.to_vec(), concurrency, |id| {
+            let (this, done) = (self.clone(), Arc::clone(&done));
+            async move {
                 let result = this.power(&id, action).await;
                 done(&id, &result);
-                (index, result)
-            });
-        }
-        let mut results: Vec<Option<_>> = ids.iter().map(|_| None).collect();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((index, result)) => results[index] = Some(result),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                result
             }
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every task reported"))
-            .collect()
+        })
+        .await
     }
 }
 

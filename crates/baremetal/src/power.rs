@@ -675,29 +675,43 @@ impl Controller {
         F: Fn(Controller, Arc<dyn PowerDriver>) -> Fut,
         Fut: Future<Output = Result<T, BmcError>> + Send + 'static,
     {
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
-        let count = drivers.len();
-        for (index, driver) in drivers.into_iter().enumerate() {
-            let work = operation(self.clone(), driver);
-            let permits = Arc::clone(&permits);
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                (index, work.await)
-            });
-        }
-        let mut results: Vec<Option<Result<T, BmcError>>> = (0..count).map(|_| None).collect();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((index, result)) => results[index] = Some(result),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every task reported"))
-            .collect()
+        run_bounded(drivers, concurrency, |driver| {
+            operation(self.clone(), driver)
+        })
+        .await
     }
+}
+
+/// Runs `work` for every item as tokio tasks, at most `concurrency` at once; the outputs come
+/// back in input order. A panic in a task is resumed here.
+pub async fn run_bounded<I, T, F, Fut>(items: Vec<I>, concurrency: usize, work: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let count = items.len();
+    for (index, item) in items.into_iter().enumerate() {
+        let job = work(item);
+        let permits = Arc::clone(&permits);
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (index, job.await)
+        });
+    }
+    let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, output)) => results[index] = Some(output),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every task reported"))
+        .collect()
 }
 
 /// Protocol options that do not live on a node.

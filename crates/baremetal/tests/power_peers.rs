@@ -6,7 +6,6 @@
 //! The venvs come from `scripts/test.sh` (`SUSHY_VENV`, `PYGHMI_VENV`; else `target/peers`).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -332,14 +331,7 @@ fn redfish_tls_is_verified_against_a_ca_bundle_or_explicitly_skipped() {
 #[test]
 fn a_redfish_bmc_that_never_answers_times_out() {
     // Accepts connections and never says a word.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let port = silent_tcp_bmc();
     let node = redfish_node(&format!("http://127.0.0.1:{port}"), NODE0, PASSWORD);
     let options = DriverOptions {
         // The abandoned request's thread gives up soon too.

@@ -223,3 +223,16 @@ pub(crate) fn ipmitool_power(port: u16) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A port on 127.0.0.1 that accepts connections and never says a word (a BMC that hangs).
+pub(crate) fn silent_tcp_bmc() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    port
+}
