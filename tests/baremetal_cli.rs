@@ -48,6 +48,13 @@ fn ok(state: &Path, args: &[&str]) -> String {
     run.stdout
 }
 
+/// Writes `{"nodes": NODES}` (an instackenv/nodes.json inventory) as `dir/name`.
+fn write_inventory(dir: &Path, name: &str, nodes: Value) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::json!({ "nodes": nodes }).to_string()).unwrap();
+    path
+}
+
 fn show(state: &Path, node: &str) -> Value {
     serde_json::from_str(&ok(state, &["node", "show", node, "-f", "json"])).unwrap()
 }
@@ -58,10 +65,10 @@ fn enroll_power_boot_and_deploy_against_real_bmcs() {
     let bmc = start_fakebmc();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let inventory = dir.path().join("instackenv.json");
-    std::fs::write(
-        &inventory,
-        serde_json::json!({"nodes": [
+    let inventory = write_inventory(
+        dir.path(),
+        "instackenv.json",
+        serde_json::json!([
             {"name": "rf-0", "pm_type": "redfish", "pm_addr": sushy.origin,
              "pm_system_id": format!("/redfish/v1/Systems/{NODE0}"),
              "pm_user": "admin", "pm_password": PASSWORD,
@@ -73,10 +80,8 @@ fn enroll_power_boot_and_deploy_against_real_bmcs() {
             {"name": "rf-2", "pm_type": "redfish", "pm_addr": sushy.origin,
              "pm_system_id": format!("/redfish/v1/Systems/{NODE2}"),
              "pm_user": "admin", "pm_password": PASSWORD},
-        ]})
-        .to_string(),
-    )
-    .unwrap();
+        ]),
+    );
     let imported = ok(&state, &["node", "import", inventory.to_str().unwrap()]);
     assert_eq!(
         imported,
@@ -208,19 +213,17 @@ fn wrong_password_is_a_clear_error_and_never_shown() {
     let bmc = start_fakebmc();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let inventory = dir.path().join("nodes.json");
-    std::fs::write(
-        &inventory,
-        serde_json::json!({"nodes": [
+    let inventory = write_inventory(
+        dir.path(),
+        "nodes.json",
+        serde_json::json!([
             {"name": "rf-bad", "pm_type": "redfish", "pm_addr": sushy.origin,
              "pm_system_id": format!("/redfish/v1/Systems/{NODE2}"),
              "pm_user": "admin", "pm_password": WRONG},
             {"name": "ipmi-bad", "pm_type": "ipmi", "pm_addr": "127.0.0.1", "pm_port": bmc.port,
              "pm_user": "admin", "pm_password": WRONG},
-        ]})
-        .to_string(),
-    )
-    .unwrap();
+        ]),
+    );
     let mut seen = ok(
         &state,
         &["-vv", "node", "import", inventory.to_str().unwrap()],
@@ -267,20 +270,18 @@ fn a_bmc_that_never_answers_leaves_a_clear_error_state() {
     let tcp_port = peers::silent_tcp_bmc();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let inventory = dir.path().join("nodes.json");
-    std::fs::write(
-        &inventory,
-        serde_json::json!({"nodes": [
+    let inventory = write_inventory(
+        dir.path(),
+        "nodes.json",
+        serde_json::json!([
             {"name": "dead-ipmi", "pm_type": "ipmi", "pm_addr": "127.0.0.1", "pm_port": udp_port,
              "pm_user": "admin", "pm_password": PASSWORD},
             {"name": "dead-redfish", "pm_type": "redfish",
              "pm_addr": format!("http://127.0.0.1:{tcp_port}"),
              "pm_system_id": "/redfish/v1/Systems/1",
              "pm_user": "admin", "pm_password": PASSWORD},
-        ]})
-        .to_string(),
-    )
-    .unwrap();
+        ]),
+    );
     ok(&state, &["node", "import", inventory.to_str().unwrap()]);
     let run = baremetal(
         &state,
@@ -365,16 +366,14 @@ fn a_second_process_is_refused_while_the_first_works_on_a_node() {
     let port = peers::silent_tcp_bmc();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let inventory = dir.path().join("nodes.json");
-    std::fs::write(
-        &inventory,
-        serde_json::json!({"nodes": [
+    let inventory = write_inventory(
+        dir.path(),
+        "nodes.json",
+        serde_json::json!([
             {"name": "slow", "pm_type": "redfish", "pm_addr": format!("http://127.0.0.1:{port}"),
              "pm_system_id": "/redfish/v1/Systems/1", "pm_user": "admin", "pm_password": PASSWORD},
-        ]})
-        .to_string(),
-    )
-    .unwrap();
+        ]),
+    );
     ok(&state, &["node", "import", inventory.to_str().unwrap()]);
     let first = Command::new(common::example("baremetal"))
         .arg("--state-dir")
